@@ -1,0 +1,164 @@
+"""`troly kb check`: every problem is reported as file:line: message."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from knowledge import KnowledgeError, check_directory, default_knowledge_dir, load_knowledge_base
+
+SOURCE = """\
+sources:
+  - id: kl-test
+    title: Kết luận thử
+    cite_as: Kết luận thử nghiệm
+"""
+
+ENTRY = """\
+entries:
+  - id: mot
+    title: Một
+    questions: [Câu hỏi một?]
+    answer: Trả lời một.
+    source: kl-test
+"""
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def messages(directory: Path) -> list[str]:
+    return [str(p) for p in check_directory(directory)]
+
+
+def test_the_shipped_knowledge_base_is_valid() -> None:
+    assert check_directory(default_knowledge_dir()) == []
+
+
+def test_a_valid_minimal_directory(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    write(tmp_path, "entries.yaml", ENTRY)
+    base = load_knowledge_base(tmp_path)
+    assert base.entries["mot"].citation == "Kết luận thử nghiệm"
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    bad = write(tmp_path, "entries.yaml", ENTRY + "  - id: [unclosed\n")
+    problems = messages(tmp_path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{bad}:7:") or problems[0].startswith(f"{bad}:8:")
+    assert "invalid YAML" in problems[0]
+
+
+def test_missing_field_unknown_field_and_bad_reference(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    path = write(
+        tmp_path,
+        "entries.yaml",
+        """\
+        entries:
+          - id: mot
+            title: Một
+            questions: [Câu hỏi?]
+            answer: Trả lời.
+            source: khong-co
+          - id: hai
+            title: Hai
+            questions: [Câu hỏi hai?]
+            anwser: lỗi chính tả
+            source: kl-test
+        """,
+    )
+    problems = messages(tmp_path)
+    assert f"{path}:2: entry 'mot': unknown source 'khong-co'" in problems
+    assert any(p.startswith(f"{path}:10: entry: unknown field 'anwser'") for p in problems)
+    assert f"{path}:7: entry: missing required field 'answer'" in problems
+
+
+def test_duplicate_ids_across_files(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    first = write(tmp_path, "a.yaml", ENTRY)
+    second = write(tmp_path, "b.yaml", ENTRY)
+    problems = messages(tmp_path)
+    assert problems == [f"{second}:2: duplicate entry id 'mot' (first at {first}:2)"]
+
+
+def test_deadline_checks(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    write(tmp_path, "entries.yaml", ENTRY)
+    path = write(
+        tmp_path,
+        "deadlines.yaml",
+        """\
+        deadlines:
+          - id: dl
+            what: Việc gì đó
+            levels: [xa, tinh]
+            due: 2025-13-01
+            due_text: trong tháng 13
+            source: kl-test
+            entry: khong-co
+        """,
+    )
+    problems = messages(tmp_path)
+    assert any(p.startswith(f"{path}:4: deadline: unknown level 'tinh'") for p in problems)
+    assert any(p.startswith(f"{path}:5: deadline: 'due' must be a date") for p in problems)
+
+
+def test_deadline_with_unknown_entry(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    write(tmp_path, "entries.yaml", ENTRY)
+    path = write(
+        tmp_path,
+        "deadlines.yaml",
+        """\
+        deadlines:
+          - id: dl
+            what: Việc gì đó
+            levels: [xa]
+            due: 2025-08-31
+            due_text: trong tháng 8
+            source: kl-test
+            entry: khong-co
+        """,
+    )
+    assert messages(tmp_path) == [f"{path}:2: deadline 'dl': unknown entry 'khong-co'"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the file is empty"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("entries: nope\n", "'entries' must be a list"),
+        ("questions: []\n", "unknown section 'questions'"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, text: str, expected: str) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    write(tmp_path, "entries.yaml", ENTRY)
+    path = write(tmp_path, "broken.yaml", text)
+    problems = messages(tmp_path)
+    assert any(p.startswith(f"{path}:") and expected in p for p in problems), problems
+
+
+def test_load_refuses_a_partially_valid_base(tmp_path: Path) -> None:
+    shutil.copytree(default_knowledge_dir(), tmp_path / "kb")
+    write(tmp_path / "kb", "zz-broken.yaml", "entries:\n  - id: Bad Id\n")
+    with pytest.raises(KnowledgeError) as caught:
+        load_knowledge_base(tmp_path / "kb")
+    assert "zz-broken.yaml:2" in str(caught.value)
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    path = tmp_path / "entries.yaml"
+    path.write_bytes(b"entries:\n  - id: mot\n    title: \xd0\xe0i h\xf4i\n")
+    assert any("not UTF-8" in p for p in messages(tmp_path))
