@@ -44,6 +44,7 @@ __all__ = [
 Phrase = tuple[str, ...]
 
 _UPPER_ROMAN_RE = re.compile(r"\b[IVX]{2,}\b")
+_ROMAN_CHARS = re.compile(r"[ivx]{2,}")
 _DATE_RE = re.compile(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{1,2})(?:\s*/\s*(\d{4}))?(?![\d/])")
 _MONTH_SHORTHAND = frozenset({"t", "th"})  # "t8", "th8" -> "tháng 8"
 _MAX_NUMBER_DIGITS = 12
@@ -67,10 +68,6 @@ class Lexicon:
     suggest_floor: float
     candidates: int
     min_information: float = 1.0
-
-    @property
-    def max_phrase(self) -> int:
-        return max((len(p) for p in self.synonyms), default=1)
 
     def known_words(self) -> set[str]:
         """Every word the lexicon itself can recognise (typo correction must keep them)."""
@@ -195,7 +192,12 @@ class Analyzer:
 
     def __init__(self, lexicon: Lexicon) -> None:
         self.lexicon = lexicon
-        self._max_phrase = lexicon.max_phrase
+        # First word of each synonym phrase -> the longest phrase starting with it.
+        self._synonym_starts: dict[str, int] = {}
+        for phrase in lexicon.synonyms:
+            self._synonym_starts[phrase[0]] = max(
+                len(phrase), self._synonym_starts.get(phrase[0], 0)
+            )
         # Out-of-scope phrases and number heads go through the same canonicalisation.
         self.out_of_scope = tuple(
             p for p in (tuple(self.canonical(" ".join(t))) for t in lexicon.out_of_scope) if p
@@ -235,18 +237,19 @@ class Analyzer:
         for token in words(text):
             if token.isdigit():
                 result.append(str(int(token)) if len(token) <= _MAX_NUMBER_DIGITS else token)
-                continue
-            if token not in exceptions:
+            elif token[0] in "ivx" and token not in exceptions and _ROMAN_CHARS.fullmatch(token):
                 value = roman_to_int(token)
-                if value is not None:
-                    result.append(str(value))
-                    continue
-            result.append(token)
+                result.append(str(value) if value is not None else token)
+            else:
+                result.append(token)
         return result
 
     def canonical(self, text: str, correct: Callable[[str], Phrase] | None = None) -> list[str]:
         """Canonical words of ``text``; ``correct`` maps an unknown word to known ones."""
-        raw = self.raw_words(text)
+        return self.expand(self.raw_words(text), correct)
+
+    def expand(self, raw: list[str], correct: Callable[[str], Phrase] | None = None) -> list[str]:
+        """Typo correction (if given), abbreviations and synonyms applied to raw words."""
         if correct is not None:
             corrected: list[str] = []
             for token in raw:
@@ -265,18 +268,22 @@ class Analyzer:
 
     def _replace_synonyms(self, tokens: list[str]) -> list[str]:
         synonyms = self.lexicon.synonyms
-        if not synonyms:
-            return tokens
+        starts = self._synonym_starts
         out: list[str] = []
         i = 0
         n = len(tokens)
         while i < n:
-            for size in range(min(self._max_phrase, n - i), 0, -1):
-                canonical = synonyms.get(tuple(tokens[i : i + size]))
-                if canonical is not None:
-                    out.extend(canonical)
-                    i += size
-                    break
+            longest = starts.get(tokens[i])
+            if longest is not None:
+                for size in range(min(longest, n - i), 0, -1):
+                    canonical = synonyms.get(tuple(tokens[i : i + size]))
+                    if canonical is not None:
+                        out.extend(canonical)
+                        i += size
+                        break
+                else:
+                    out.append(tokens[i])
+                    i += 1
             else:
                 out.append(tokens[i])
                 i += 1
@@ -317,8 +324,12 @@ def features(tokens: Sequence[str]) -> list[str]:
 
 
 def _contains(haystack: Sequence[str], needle: Phrase) -> bool:
-    size = len(needle)
     first = needle[0]
+    if first not in haystack:
+        return False
+    size = len(needle)
+    if size == 1:
+        return True
     return any(
         haystack[i] == first and tuple(haystack[i : i + size]) == needle
         for i in range(len(haystack) - size + 1)
@@ -349,10 +360,9 @@ class _Facts:
 @dataclass(frozen=True, slots=True)
 class _Doc:
     entry: Entry
-    tokens: tuple[str, ...]
-    features: frozenset[str]
-    phrasings: tuple[str, ...]
+    phrasings: tuple[str, ...]  # canonical title and questions, for the fuzzy score
     facts: _Facts
+    scope: frozenset[int]  # indices of the out-of-scope subjects the entry itself names
 
 
 class SearchEngine:
@@ -366,33 +376,48 @@ class SearchEngine:
         self.analyzer = Analyzer(lexicon)
         docs: list[_Doc] = []
         vocabulary: Counter[str] = Counter()
+        analyzer = self.analyzer
+        # Feature -> id, shared by BM25 and the coverage score (ids keep the index compact).
+        vocab: dict[str, int] = {}
+        corpus: list[list[int]] = []
         for entry in entries:
             texts = (entry.title, *entry.questions, entry.answer)
-            for text in texts:
-                vocabulary.update(self.analyzer.raw_words(text))
-            text = "\n".join(texts)
-            tokens = tuple(self.analyzer.canonical(text))
-            phrasing_tokens = [self.analyzer.canonical(t) for t in (entry.title, *entry.questions)]
-            intents = frozenset().union(*(self.analyzer.intents(t) for t in phrasing_tokens))
+            raws = [analyzer.raw_words(text) for text in texts]
+            for raw in raws:
+                vocabulary.update(raw)
+            segments = [analyzer.expand(raw) for raw in raws]  # title, questions..., answer
+            phrasing_tokens = segments[:-1]
+            tokens = [token for segment in segments for token in segment]
+            corpus.append(
+                [vocab.setdefault(f, len(vocab)) for seg in segments for f in features(seg)]
+            )
+            intents = frozenset().union(*(analyzer.intents(t) for t in phrasing_tokens))
             docs.append(
                 _Doc(
                     entry=entry,
-                    tokens=tokens,
-                    features=frozenset(features(tokens)),
                     phrasings=tuple(" ".join(t) for t in phrasing_tokens),
-                    facts=self._facts(text, tokens, intents, skip_dates=False),
+                    facts=self._facts("\n".join(texts), tokens, intents, skip_dates=False),
+                    scope=frozenset(
+                        index
+                        for index, phrase in enumerate(analyzer.out_of_scope)
+                        if _contains(tokens, phrase)
+                    ),
                 )
             )
         self._docs = docs
         count = len(docs)
-        df: Counter[str] = Counter()
-        for doc in docs:
-            df.update(doc.features)
-        self._idf = {f: math.log((count - n + 0.5) / (n + 0.5) + 1.0) for f, n in df.items()}
+        # Each entry's distinct feature ids, sorted, as one CSR structure (compact to keep
+        # and to load from the cache).
+        rows = [np.unique(np.asarray(ids, dtype=np.int32)) for ids in corpus]
+        self._indptr = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=self._indptr[1:])
+        self._indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+        df = np.bincount(self._indices, minlength=len(vocab))
+        self._idf = np.log((count - df + 0.5) / (df + 0.5) + 1.0)
         self._idf_unknown = math.log((count + 0.5) / 0.5 + 1.0)
         self._bm25 = bm25s.BM25()
-        self._bm25.index([features(doc.tokens) or [""] for doc in docs], show_progress=False)
-        self._bm25_vocab: dict[str, int] = self._bm25.vocab_dict
+        self._bm25.index((corpus, vocab), show_progress=False)
+        self._vocab = vocab
         # Typo correction targets: words seen in the knowledge base and the lexicon,
         # most frequent first so that ties go to the common word.
         for word in lexicon.known_words():
@@ -408,6 +433,31 @@ class SearchEngine:
 
     def __len__(self) -> int:
         return len(self._docs)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Compact state for the index cache: the feature vocabulary (hundreds of thousands
+        of strings) travels as one string, which loads far faster than a pickled dict."""
+        state = dict(self.__dict__)
+        del state["_correct_cached"]  # a per-process cache, rebuilt on load
+        state["_vocab"] = "\n".join(self._vocab)  # insertion order is id order
+        bm25 = dict(self._bm25.__dict__)
+        bm25["vocab_dict"] = None  # the same mapping as _vocab; re-linked on load
+        state["_bm25"] = bm25
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        joined = state.pop("_vocab")
+        assert isinstance(joined, str)
+        vocab = (
+            {feature: index for index, feature in enumerate(joined.split("\n"))} if joined else {}
+        )
+        bm25 = bm25s.BM25.__new__(bm25s.BM25)
+        bm25.__dict__.update(state.pop("_bm25"))
+        bm25.vocab_dict = vocab
+        self.__dict__.update(state)
+        self._vocab = vocab
+        self._bm25 = bm25
+        self._correct_cached = lru_cache(maxsize=20_000)(self._correct_uncached)
 
     # ------------------------------------------------------------------ typo correction
 
@@ -461,12 +511,25 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ search
 
+    def _covered(self, candidates: list[int], known: np.ndarray) -> np.ndarray:
+        """For each candidate entry, the IDF mass of the question's features it holds."""
+        indptr, indices = self._indptr, self._indices
+        slices = [indices[indptr[i] : indptr[i + 1]] for i in candidates]
+        held = np.concatenate(slices)
+        owner = np.repeat(np.arange(len(candidates)), [len(piece) for piece in slices])
+        order = np.sort(known)
+        position = np.searchsorted(order, held)
+        hit = position < len(order)
+        hit[hit] = order[position[hit]] == held[hit]
+        return np.bincount(owner[hit], weights=self._idf[held[hit]], minlength=len(candidates))
+
     def search(self, query: str) -> SearchResult:
         tokens = self.analyzer.canonical(query, correct=self._correct)[:_MAX_QUERY_TOKENS]
         if not tokens:
             return SearchResult(query, False, None, 0.0, (), "empty")
         query_features = list(dict.fromkeys(features(tokens)))
-        ids = [self._bm25_vocab[f] for f in query_features if f in self._bm25_vocab]
+        feature_ids = [self._vocab.get(f) for f in query_features]
+        ids = [i for i in feature_ids if i is not None]
         if not ids:
             return SearchResult(query, False, None, 0.0, (), "low_confidence")
         scores = self._bm25.get_scores(ids)
@@ -476,14 +539,14 @@ class SearchEngine:
             return SearchResult(query, False, None, 0.0, (), "low_confidence")
         best_bm25 = float(max(scores[i] for i in top))
 
-        weights = {f: self._idf.get(f, self._idf_unknown) for f in query_features}
-        total = sum(weights.values())
+        known = np.asarray(ids, dtype=np.int32)  # distinct: features were deduplicated
+        total = float(self._idf[known].sum()) + self._idf_unknown * (len(feature_ids) - len(ids))
+        covered = self._covered(top, known)
         query_text = " ".join(tokens)
         ranked: list[tuple[float, float, int]] = []
-        for i in top:
+        for position, i in enumerate(top):
             doc = self._docs[i]
-            covered = sum(w for f, w in weights.items() if f in doc.features)
-            coverage = covered / total if total else 0.0
+            coverage = float(covered[position]) / total if total else 0.0
             fuzzy = (
                 max(fuzz.token_sort_ratio(query_text, p, processor=None) for p in doc.phrasings)
                 / 100.0
@@ -494,7 +557,11 @@ class SearchEngine:
         ranked.sort(reverse=True)
 
         facts = self._facts(query, tokens, self.analyzer.intents(tokens), skip_dates=True)
-        query_scope = [p for p in self.analyzer.out_of_scope if _contains(tokens, p)]
+        query_scope = frozenset(
+            index
+            for index, phrase in enumerate(self.analyzer.out_of_scope)
+            if _contains(tokens, phrase)
+        )
         best: tuple[float, int] | None = None
         reason = "low_confidence"
         for _, confidence, i in ranked:
@@ -521,7 +588,7 @@ class SearchEngine:
         return SearchResult(query, False, None, round(score, 4), suggestions, reason)
 
 
-def _guard(doc: _Doc, facts: _Facts, query_scope: Sequence[Phrase]) -> str | None:
+def _guard(doc: _Doc, facts: _Facts, query_scope: frozenset[int]) -> str | None:
     """Why ``doc`` cannot answer the question, or ``None`` if it may."""
     held_numbers = doc.facts.numbers
     loose: list[str] = []
@@ -542,7 +609,6 @@ def _guard(doc: _Doc, facts: _Facts, query_scope: Sequence[Phrase]) -> str | Non
         return "number"
     if not facts.intents <= doc.facts.intents:
         return "intent"
-    for phrase in query_scope:
-        if not _contains(doc.tokens, phrase):
-            return "out_of_scope"
+    if not query_scope <= doc.scope:
+        return "out_of_scope"
     return None
