@@ -1,0 +1,1 @@
+"""Channel adapters: they translate native updates to IncomingMessage and render Replies."""

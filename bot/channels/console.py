@@ -1,0 +1,69 @@
+"""The terminal channel (``troly chat``): one local person, numbered choices."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from typing import TextIO
+
+from bot.app import App
+from bot.core import IncomingMessage
+from bot.render import plain_text
+
+__all__ = ["CHANNEL", "run_console"]
+
+CHANNEL = "console"
+EXIT_WORDS = frozenset({"/exit", "/quit", "/thoat", "exit", "quit", "thoát"})
+
+
+async def run_console(
+    app: App,
+    *,
+    user_id: str | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    greet: bool = True,
+) -> None:
+    """Read lines until end of input (or /thoat) and print the replies."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    user = user_id or _local_user()
+    interactive = stdin.isatty()
+
+    def show(text: str) -> None:
+        stdout.write(text.rstrip() + "\n\n")
+        stdout.flush()
+
+    if greet:
+        for reply in await app.dispatch(_message(user, "/start"), buttons=False):
+            show(plain_text(reply))
+        if interactive:
+            show("(Gõ câu hỏi rồi nhấn Enter; /thoat để thoát.)")
+    while True:
+        if interactive:
+            stdout.write("› ")
+            stdout.flush()
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            break
+        text = line.rstrip("\n")
+        if text.strip().lower() in EXIT_WORDS:
+            break
+        if not text.strip():
+            continue
+        for reply in await app.dispatch(_message(user, text), buttons=False):
+            if reply.image is not None:
+                show(f"[Biểu đồ: {reply.image.filename}]")
+            show(plain_text(reply))
+
+
+def _message(user: str, text: str) -> IncomingMessage:
+    return IncomingMessage(channel=CHANNEL, user_id=user, chat_id=user, text=text)
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "local"

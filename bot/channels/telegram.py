@@ -1,0 +1,246 @@
+"""Telegram adapter (aiogram 3): native updates -> IncomingMessage -> dispatch -> Replies.
+
+It only translates. Long polling by default; webhook mode registers a handler on the shared
+aiohttp application. The Bot API base URL is configurable (self-hosted servers, emulators).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import Sequence
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.types import (
+    BotCommand,
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from bot.app import App
+from bot.core import IncomingMessage, Reply
+from bot.render import split_text
+
+__all__ = [
+    "CHANNEL",
+    "TEXT_LIMIT",
+    "TelegramChannel",
+    "to_incoming",
+]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+WEBHOOK_PATH = "/webhook/telegram"
+MAX_SEND_ATTEMPTS = 3
+
+COMMANDS = (
+    BotCommand(command="hoi", description="Hỏi về các kết luận"),
+    BotCommand(command="help", description="Hướng dẫn sử dụng"),
+    BotCommand(command="start", description="Bắt đầu"),
+)
+
+
+def to_incoming(message: Message) -> IncomingMessage:
+    """A Telegram message as the core sees it."""
+    user = message.from_user
+    user_id = str(user.id) if user is not None else str(message.chat.id)
+    name = user.full_name if user is not None else None
+    common = {
+        "channel": CHANNEL,
+        "user_id": user_id,
+        "chat_id": str(message.chat.id),
+        "user_name": name,
+        "message_id": str(message.message_id),
+    }
+    if message.text is not None:
+        return IncomingMessage(text=message.text, kind="text", **common)  # type: ignore[arg-type]
+    media = (
+        message.photo,
+        message.sticker,
+        message.voice,
+        message.audio,
+        message.video,
+        message.video_note,
+        message.document,
+        message.animation,
+        message.location,
+        message.contact,
+    )
+    kind = "media" if any(item is not None for item in media) else "unsupported"
+    return IncomingMessage(text=message.caption, kind=kind, **common)  # type: ignore[arg-type]
+
+
+def _html(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _markup(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=b.label[:64], callback_data=b.payload) for b in row]
+            for row in reply.buttons
+        ]
+    )
+
+
+def render(reply: Reply) -> list[str]:
+    """HTML chunks for one reply, each below Telegram's 4096-character limit."""
+    chunks = split_text(reply.text, TEXT_LIMIT, measure=lambda s: len(_html(s)))
+    parts = [_html(chunk) for chunk in chunks]
+    if reply.footer:
+        footer = f"<i>{_html(reply.footer)}</i>"
+        if parts and len(parts[-1]) + 2 + len(footer) <= TEXT_LIMIT:
+            parts[-1] = f"{parts[-1]}\n\n{footer}"
+        else:
+            parts.extend(
+                f"<i>{_html(c)}</i>"
+                for c in split_text(reply.footer, TEXT_LIMIT - 7, measure=lambda s: len(_html(s)))
+            )
+    return parts or ["…"]
+
+
+class TelegramChannel:
+    def __init__(
+        self,
+        app: App,
+        *,
+        token: str,
+        api_base_url: str,
+        session: BaseSession | None = None,
+    ) -> None:
+        self.app = app
+        self.bot = Bot(
+            token=token,
+            session=session or AiohttpSession(api=TelegramAPIServer.from_base(api_base_url)),
+        )
+        self.dispatcher = Dispatcher()
+        router = Router(name="troly")
+        router.message.register(self._on_message)
+        router.callback_query.register(self._on_callback)
+        self.dispatcher.include_router(router)
+        self.username: str | None = None
+
+    # ------------------------------------------------------------------ inbound
+
+    async def _on_message(self, message: Message) -> None:
+        replies = await self.app.dispatch(to_incoming(message), buttons=True)
+        await self.send_replies(message.chat.id, replies)
+
+    async def _on_callback(self, query: CallbackQuery) -> None:
+        try:
+            await query.answer()
+        except Exception as exc:  # the spinner stops by itself eventually
+            log.info("answerCallbackQuery failed: %s", exc)
+        message = query.message
+        chat_id = message.chat.id if message is not None else query.from_user.id
+        incoming = IncomingMessage(
+            channel=CHANNEL,
+            user_id=str(query.from_user.id),
+            chat_id=str(chat_id),
+            kind="button",
+            payload=query.data or "",
+            user_name=query.from_user.full_name,
+        )
+        replies = await self.app.dispatch(incoming, buttons=True)
+        await self.send_replies(chat_id, replies)
+
+    # ------------------------------------------------------------------ outbound
+
+    async def send_replies(self, chat_id: int | str, replies: Sequence[Reply]) -> None:
+        for reply in replies:
+            if reply.image is not None:
+                caption = reply.image.caption
+                await self._call(
+                    self.bot.send_photo,
+                    chat_id=chat_id,
+                    photo=BufferedInputFile(reply.image.data, filename=reply.image.filename),
+                    caption=_html(caption[:CAPTION_LIMIT]) if caption else None,
+                    parse_mode="HTML",
+                )
+            parts = render(reply)
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                await self._call(
+                    self.bot.send_message,
+                    chat_id=chat_id,
+                    text=part,
+                    parse_mode="HTML",
+                    reply_markup=_markup(reply) if last else None,
+                )
+
+    async def _call(self, method, /, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        """A reply to a person who just wrote: retry a 429 a few times, log other errors."""
+        for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
+            try:
+                await method(**kwargs)
+                return
+            except TelegramRetryAfter as exc:
+                if attempt == MAX_SEND_ATTEMPTS:
+                    log.warning("Telegram rate limit persists; a reply was dropped")
+                    return
+                await asyncio.sleep(min(exc.retry_after, 30))
+            except TelegramAPIError as exc:
+                log.warning("Telegram refused a reply: %s", exc)
+                return
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def prepare(self) -> None:
+        """Learn the bot's username and publish the command menu (best effort)."""
+        try:
+            me = await self.bot.get_me()
+            self.username = me.username
+            log.info("Telegram bot @%s connected", me.username)
+        except TelegramAPIError as exc:
+            raise RuntimeError(f"Telegram did not accept the bot token: {exc}") from None
+        try:
+            await self.bot.set_my_commands(list(COMMANDS))
+        except Exception as exc:  # e.g. an emulator without setMyCommands
+            log.warning("setMyCommands is not available (%s); continuing without a menu", exc)
+
+    async def run_polling(self) -> None:
+        try:
+            await self.bot.delete_webhook(drop_pending_updates=False)
+        except Exception as exc:
+            log.warning("deleteWebhook failed (%s); polling anyway", exc)
+        await self.dispatcher.start_polling(
+            self.bot,
+            handle_signals=False,
+            close_bot_session=False,
+            allowed_updates=["message", "callback_query"],
+        )
+
+    async def stop_polling(self) -> None:
+        with contextlib.suppress(RuntimeError):  # polling had not started
+            await self.dispatcher.stop_polling()
+
+    def register_webhook(self, web_app: web.Application, secret: str) -> None:
+        SimpleRequestHandler(
+            dispatcher=self.dispatcher, bot=self.bot, secret_token=secret
+        ).register(web_app, path=WEBHOOK_PATH)
+
+    async def set_webhook(self, base_url: str, secret: str) -> None:
+        await self.bot.set_webhook(
+            url=f"{base_url}{WEBHOOK_PATH}",
+            secret_token=secret,
+            allowed_updates=["message", "callback_query"],
+        )
+
+    async def close(self) -> None:
+        await self.bot.session.close()

@@ -1,0 +1,286 @@
+"""The ``troly`` command line (also ``python -m bot``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from knowledge import Knowledge
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="troly",
+    help="Trợ lý Kết luận: answers officials' questions, tracks progress, sends reminders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+kb_app = typer.Typer(help="The knowledge base.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]Lỗi:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def get_settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [
+        s.get_secret_value()
+        for s in (settings.telegram_bot_token, settings.zalo_bot_token, settings.webhook_secret)
+        if s is not None
+    ]
+
+
+def _load_knowledge(settings: Settings) -> Knowledge:
+    from knowledge import KnowledgeError, load_knowledge
+
+    try:
+        return load_knowledge(settings.knowledge_dir, cache_dir=settings.knowledge_cache_dir)
+    except KnowledgeError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        fail("the knowledge base is invalid; the assistant will not start on it (troly kb check)")
+
+
+# --------------------------------------------------------------------------- run / chat
+
+
+@app.command()
+def run() -> None:
+    """Run every channel that has a token; with none, start the terminal chat."""
+    from bot.logs import setup_logging
+    from bot.runner import run_assistant
+
+    settings = get_settings()
+    setup_logging(settings.log_level, _secrets(settings))
+    knowledge = _load_knowledge(settings)
+    _run_app(run_assistant(settings, knowledge, notice=err))
+
+
+@app.command()
+def chat() -> None:
+    """Chat with the assistant in the terminal."""
+    from bot.logs import setup_logging
+    from bot.runner import run_terminal
+
+    settings = get_settings()
+    setup_logging("WARNING", _secrets(settings))
+    knowledge = _load_knowledge(settings)
+    _run_app(run_terminal(settings, knowledge))
+
+
+def _run_app(coro: Coroutine[Any, Any, None]) -> None:
+    """Run the assistant; problems found on start become clear errors, not tracebacks."""
+    from bot.services import SchemaError
+
+    try:
+        _run_db(coro)
+    except KeyboardInterrupt:
+        pass
+    except (SchemaError, RuntimeError) as exc:  # RuntimeError: e.g. Telegram refused the token
+        fail(str(exc))
+
+
+@app.command()
+def ask(
+    questions: Annotated[
+        list[str] | None, typer.Argument(help="Questions; one per line on stdin when none.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per question.")] = False,
+) -> None:
+    """Answer questions from the knowledge base (scriptable; nothing is stored)."""
+    from bot.render import numbered, plain_text
+    from handlers.qa import result_reply
+
+    settings = get_settings()
+    knowledge = _load_knowledge(settings)
+    items = questions or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    for question in items:
+        result = knowledge.search(question)
+        answer = plain_text(numbered(result_reply(result)))
+        if as_json:
+            record = {
+                "question": question,
+                "matched": result.matched,
+                "answer": answer,
+                "entry_id": result.entry.id if result.entry else None,
+                "score": result.score,
+                "citation": result.entry.citation if result.entry else None,
+                "suggestions": [{"entry_id": e.id, "title": e.title} for e in result.suggestions],
+            }
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(f"? {question}\n{answer}\n\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- kb
+
+
+@kb_app.command("check")
+def kb_check(
+    directory: Annotated[Path | None, typer.Argument(help="Default: KNOWLEDGE_DIR.")] = None,
+) -> None:
+    """Validate knowledge files; print file:line: problem for each, exit 1 if any."""
+    from knowledge import KnowledgeError, check_directory
+    from knowledge.base import load_knowledge_base
+    from knowledge.search import load_lexicon
+
+    directory = directory or get_settings().knowledge_dir
+    problems = check_directory(directory)
+    try:
+        load_lexicon()
+    except KnowledgeError as exc:
+        problems.extend(exc.problems)
+    for problem in problems:
+        sys.stdout.write(f"{problem}\n")
+    if problems:
+        err.print(f"{len(problems)} problem(s) found.", markup=False)
+        raise typer.Exit(1)
+    base = load_knowledge_base(directory)
+    out.print(
+        f"OK: {len(base.entries)} entries, {len(base.deadlines)} deadlines, "
+        f"{len(base.sources)} sources in {len(base.files)} files ({directory})",
+        markup=False,
+    )
+
+
+@kb_app.command("unanswered")
+def kb_unanswered(
+    limit: Annotated[int, typer.Option(help="How many questions to list.")] = 20,
+    days: Annotated[int, typer.Option(help="Look back this many days.")] = 30,
+) -> None:
+    """The most frequent questions the knowledge base could not answer."""
+    from sqlmodel import select
+
+    from bot.core import utcnow
+    from bot.storage.db import create_engine, make_session_factory
+    from bot.storage.models import MessageLog
+    from knowledge.normalize import fold
+
+    settings = get_settings()
+
+    async def fetch() -> list[tuple[str, object]]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with make_session_factory(engine)() as session:
+                since = utcnow() - timedelta(days=days)
+                rows = await session.exec(
+                    select(MessageLog.text, MessageLog.created_at).where(
+                        MessageLog.route == "qa",
+                        MessageLog.matched == False,  # noqa: E712 - SQL expression
+                        MessageLog.created_at >= since,
+                    )
+                )
+                return [(t or "", c) for t, c in rows.all()]
+        finally:
+            await engine.dispose()
+
+    rows = _run_db(fetch())
+    counts: Counter[str] = Counter()
+    latest: dict[str, tuple[object, str]] = {}
+    for text, created in rows:
+        key = " ".join(fold(text).split())
+        if not key:
+            continue
+        counts[key] += 1
+        if key not in latest or str(created) > str(latest[key][0]):
+            latest[key] = (created, text.strip())
+    if not counts:
+        out.print(f"No unanswered questions in the last {days} days.", markup=False)
+        return
+    table = Table(title=f"Unanswered questions, last {days} days")
+    table.add_column("Times", justify="right")
+    table.add_column("Question (latest wording)")
+    table.add_column("Last asked")
+    for key, count in counts.most_common(limit):
+        created, text = latest[key]
+        when = created.astimezone(settings.zone) if isinstance(created, datetime) else created
+        table.add_row(str(count), text[:200], str(when)[:16])
+    out.print(table)
+
+
+def _run_db(coro: Coroutine[Any, Any, T]) -> T:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        return asyncio.run(coro)
+    except (OperationalError, ProgrammingError) as exc:
+        fail(f"database error: {exc.orig}. Is the schema current? Run `troly db upgrade`.")
+
+
+# --------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply database migrations (idempotent)."""
+    from bot.storage.db import create_engine, current_revision, upgrade_database
+
+    settings = get_settings()
+
+    async def upgrade() -> str | None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade_database(engine, revision)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = _run_db(upgrade())
+    out.print(f"Database schema at revision {current}.", markup=False)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision."""
+    from bot.services import head_revision
+    from bot.storage.db import create_engine, current_revision
+
+    settings = get_settings()
+
+    async def current() -> str | None:
+        engine = create_engine(settings.database_url)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    revision = _run_db(current())
+    head = head_revision()
+    state = "up to date" if revision == head else f"behind (head is {head})"
+    out.print(f"Database schema at revision {revision or 'none'}: {state}.", markup=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,143 @@
+"""``troly run``: start every configured channel in one process and one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from rich.console import Console
+from sqlalchemy import text
+
+from bot.channels.console import run_console
+from bot.services import Services, build_services
+from bot.settings import Settings
+from knowledge import Knowledge
+
+__all__ = ["HOW_TO_CONFIGURE", "run_assistant", "run_terminal"]
+
+log = logging.getLogger(__name__)
+
+HOW_TO_CONFIGURE = """\
+No messenger is configured, so the assistant starts in this terminal.
+To serve officials on Telegram, create a bot with @BotFather and set
+    TELEGRAM_BOT_TOKEN=123456:ABC...
+and for Zalo, create a bot on the Zalo Bot Platform and set
+    ZALO_BOT_TOKEN=...
+in the environment or in a .env file, then run `make run` again (see README)."""
+
+
+async def run_terminal(settings: Settings, knowledge: Knowledge) -> None:
+    services = await build_services(settings, knowledge=knowledge)
+    try:
+        await run_console(services.app)
+    finally:
+        await services.close()
+
+
+async def run_assistant(
+    settings: Settings,
+    knowledge: Knowledge,
+    *,
+    notice: Console | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set)."""
+    services = await build_services(settings, knowledge=knowledge)
+    try:
+        if settings.telegram_bot_token is None and settings.zalo_bot_token is None:
+            (notice or Console(stderr=True)).print(HOW_TO_CONFIGURE, markup=False)
+            await run_console(services.app)
+            return
+        stop = stop or asyncio.Event()
+        _install_signal_handlers(stop)
+        await _serve(services, stop)
+    finally:
+        await services.close()
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _serve(services: Services, stop: asyncio.Event) -> None:
+    from bot.channels.telegram import TelegramChannel
+
+    settings = services.settings
+    closers: list[Callable[[], Awaitable[None]]] = []
+    pollers: list[Awaitable[None]] = []
+    stoppers: list[Callable[[], Awaitable[None]]] = []
+    web_app = web.Application()
+    webhook = settings.webhook_base_url is not None
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+
+    try:
+        if settings.telegram_bot_token is not None:
+            telegram = TelegramChannel(
+                services.app,
+                token=settings.telegram_bot_token.get_secret_value(),
+                api_base_url=settings.telegram_api_base_url,
+            )
+            closers.append(telegram.close)
+            await telegram.prepare()
+            services.app.bot_username = settings.telegram_bot_username or telegram.username
+            if webhook:
+                telegram.register_webhook(web_app, secret)
+            else:
+                pollers.append(telegram.run_polling())
+                stoppers.append(telegram.stop_polling)
+
+        runner: web.AppRunner | None = None
+        if webhook:
+            web_app.router.add_get("/healthz", _healthz(services))
+            runner = web.AppRunner(web_app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+            await site.start()
+            closers.append(runner.cleanup)
+            log.info("webhook server on %s:%s", settings.webhook_host, settings.webhook_port)
+            if settings.telegram_bot_token is not None:
+                await telegram.set_webhook(settings.webhook_base_url or "", secret)
+
+        tasks = [asyncio.create_task(_guard(p)) for p in pollers]
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping")
+        for stopper in stoppers:
+            await stopper()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)
+        waiter.cancel()
+    finally:
+        for closer in reversed(closers):
+            with contextlib.suppress(Exception):
+                await closer()
+
+
+async def _guard(awaitable: Awaitable[None]) -> None:
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("a channel stopped with an error")
+        raise
+
+
+def _healthz(services: Services) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(_: web.Request) -> web.Response:
+        try:
+            async with services.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return web.json_response({"status": "error", "database": "unreachable"}, status=503)
+        return web.json_response({"status": "ok", "entries": len(services.knowledge.base.entries)})
+
+    return handler

@@ -1,0 +1,72 @@
+"""The composition root: settings, database, knowledge and the core, built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import App
+from bot.settings import Settings
+from bot.storage.db import (
+    SessionFactory,
+    alembic_config,
+    create_engine,
+    current_revision,
+    make_session_factory,
+)
+from knowledge import Knowledge, load_knowledge
+
+__all__ = ["SchemaError", "Services", "build_services", "head_revision"]
+
+
+class SchemaError(Exception):
+    """The database schema is not at the code's migration head."""
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    knowledge: Knowledge
+    engine: AsyncEngine
+    sessions: SessionFactory
+    app: App
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def build_services(
+    settings: Settings, *, knowledge: Knowledge | None = None, check_schema: bool = True
+) -> Services:
+    """Load the knowledge base (refusing an invalid one) and open the database."""
+    knowledge = knowledge or load_knowledge(settings.knowledge_dir)
+    engine = create_engine(settings.database_url)
+    try:
+        if check_schema:
+            current = await current_revision(engine)
+            head = head_revision()
+            if current != head:
+                raise SchemaError(
+                    f"the database schema is at {current or 'nothing'}, the code needs {head}: "
+                    "run `troly db upgrade` (make run does it)"
+                )
+    except BaseException:
+        await engine.dispose()
+        raise
+    sessions = make_session_factory(engine)
+    app = App(
+        knowledge=knowledge,
+        sessions=sessions,
+        zone=settings.zone,
+        flood_limit=settings.flood_limit_per_minute,
+        conversation_timeout_minutes=settings.conversation_timeout_minutes,
+        bot_username=settings.telegram_bot_username,
+    )
+    return Services(settings, knowledge, engine, sessions, app)

@@ -1,0 +1,158 @@
+"""One settings class, read from the environment and ``.env``, validated at start-up."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from knowledge import default_knowledge_dir
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+_TELEGRAM_TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable, never a secret."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///var/troly.db"
+    timezone: str = "Asia/Ho_Chi_Minh"
+    knowledge_dir: Path = Field(default_factory=default_knowledge_dir)
+    # The validated, indexed knowledge base is cached here (empty: no cache).
+    knowledge_cache_dir: Path | None = Path("var/cache")
+    tasks_dir: Path | None = None
+    log_level: str = "INFO"
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+    telegram_bot_username: str | None = None
+
+    # Zalo
+    zalo_bot_token: SecretStr | None = None
+    zalo_api_base_url: str = "https://bot-api.zaloplatforms.com"
+    zalo_poll_timeout: int = Field(default=30, ge=1, le=120)
+
+    # Webhook mode (both channels share one aiohttp server). Polling when no URL is set.
+    webhook_base_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+
+    # Conversation behaviour
+    flood_limit_per_minute: int = Field(default=20, ge=1)
+    conversation_timeout_minutes: int = Field(default=30, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_database_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _ASYNC_DRIVERS:
+            raise ValueError(
+                "must be an SQLAlchemy URL such as sqlite+aiosqlite:///var/troly.db or "
+                "postgresql+asyncpg://user@host/db"
+            )
+        return f"{_ASYNC_DRIVERS[scheme]}://{rest}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator(
+        "telegram_bot_token",
+        "zalo_bot_token",
+        "webhook_secret",
+        "knowledge_cache_dir",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _telegram_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TELEGRAM_TOKEN_RE.match(value.get_secret_value()):
+            raise ValueError("does not look like a bot token from @BotFather (digits:letters)")
+        return value
+
+    @field_validator("telegram_api_base_url", "zalo_api_base_url", "webhook_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_base_url and self.webhook_secret is None:
+            raise ValueError(
+                "WEBHOOK_SECRET is required when WEBHOOK_BASE_URL is set "
+                "(a random string of letters, digits, _ and -)"
+            )
+        if self.webhook_secret is not None and not re.match(
+            r"^[A-Za-z0-9_-]{8,256}$", self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError("WEBHOOK_SECRET must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings` or raise :class:`SettingsError` naming each bad variable.
+
+    Error texts are built from the field name and pydantic's message only: the offending
+    value is never echoed, so a malformed token cannot leak into logs.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False):
+            names = [str(part).upper() for part in error["loc"] if part != "__root__"]
+            message = str(error["msg"]).removeprefix("Value error, ")
+            where = ".".join(names) if names else "settings"
+            lines.append(f"{where}: {message}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,81 @@
+"""Questions and answers from the knowledge base."""
+
+from __future__ import annotations
+
+from bot.core import Button, IncomingMessage, Reply
+from handlers.context import Context
+from knowledge import Entry, SearchResult
+
+__all__ = ["answer_reply", "ask", "entry_reply", "pick_suggestion", "result_reply"]
+
+SUGGESTION_PREFIX = "qa:"
+
+NO_ANSWER = (
+    "Xin lỗi, hiện tôi chưa có thông tin để trả lời chính xác câu hỏi này trong các kết luận "
+    "về công tác tổ chức đại hội đảng bộ các cấp."
+)
+SUGGEST_HEADER = "Có phải đồng chí muốn hỏi:"
+SCOPE_HINT = (
+    "Tôi trả lời các câu hỏi về Kết luận 185-KL/TW và Kết luận phiên họp ngày 29/8/2025 của "
+    "Bộ Chính trị, Ban Bí thư: thời hạn đại hội từng cấp, trách nhiệm của các cơ quan, "
+    "văn bản liên quan."
+)
+VAGUE_QUESTION = (
+    "Câu hỏi còn khá chung nên tôi chưa xác định được đồng chí cần thông tin nào. Đồng chí "
+    "vui lòng hỏi cụ thể hơn, ví dụ: «Đại hội đảng bộ xã phải hoàn thành khi nào?»"
+)
+EMPTY_QUESTION = (
+    "Đồng chí vui lòng gõ câu hỏi bằng chữ, ví dụ: «Đại hội đảng bộ xã phải hoàn thành khi nào?»"
+)
+
+
+def entry_reply(entry: Entry) -> Reply:
+    """An entry's answer, ending with its citation."""
+    return Reply(text=entry.answer, footer=f"Nguồn: {entry.citation}")
+
+
+def result_reply(result: SearchResult) -> Reply:
+    """The reply an official sees for a search result: the answer, or an honest fallback."""
+    if result.matched and result.entry is not None:
+        return entry_reply(result.entry)
+    if result.reason == "empty":
+        return Reply(text=EMPTY_QUESTION)
+    lead = VAGUE_QUESTION if result.reason == "vague" else NO_ANSWER
+    if result.suggestions:
+        buttons = tuple(
+            (Button(label=entry.title, payload=f"{SUGGESTION_PREFIX}{entry.id}"),)
+            for entry in result.suggestions
+        )
+        return Reply(text=f"{lead}\n\n{SUGGEST_HEADER}", buttons=buttons)
+    return Reply(text=f"{lead}\n\n{SCOPE_HINT}")
+
+
+def answer_reply(question: str, ctx: Context) -> Reply:
+    """Search, record what was found on the message log, and build the reply."""
+    result = ctx.knowledge.search(question)
+    ctx.log.route = "qa"
+    ctx.log.matched = result.matched
+    ctx.log.score = result.score
+    ctx.log.entry_id = result.entry.id if result.entry is not None else None
+    return result_reply(result)
+
+
+async def ask(msg: IncomingMessage, ctx: Context) -> Reply:
+    """Free text or ``/hoi <câu hỏi>``."""
+    command = msg.command
+    question = command[1] if command is not None else (msg.text or "")
+    if command is not None and not question:
+        return Reply(text="Đồng chí gõ câu hỏi ngay sau lệnh /hoi, ví dụ: /hoi Ai ký Kết luận 185?")
+    return answer_reply(question, ctx)
+
+
+async def pick_suggestion(msg: IncomingMessage, ctx: Context) -> Reply:
+    """A suggestion button (or its number) was chosen."""
+    entry_id = (msg.payload or "").removeprefix(SUGGESTION_PREFIX)
+    entry = ctx.knowledge.base.entries.get(entry_id)
+    ctx.log.route = "qa_pick"
+    if entry is None:
+        return Reply(text="Nội dung này không còn trong cơ sở tri thức. Đồng chí vui lòng hỏi lại.")
+    ctx.log.entry_id = entry.id
+    ctx.log.matched = True
+    return entry_reply(entry)

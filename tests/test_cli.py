@@ -1,0 +1,146 @@
+"""The `troly` command line: ask (scriptable), kb check/unanswered, db upgrade, and `run`
+with no configuration (the terminal chat)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from knowledge import default_knowledge_dir
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("TELEGRAM_BOT_TOKEN", "ZALO_BOT_TOKEN", "WEBHOOK_BASE_URL", "KNOWLEDGE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_ask_json_contract() -> None:
+    result = runner.invoke(
+        app, ["ask", "--json", "dai hoi dang bo xa xong khi nao", "Công thức làm bánh chưng"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["question"] for r in lines] == [
+        "dai hoi dang bo xa xong khi nao",
+        "Công thức làm bánh chưng",
+    ]
+    keys = {"question", "matched", "answer", "entry_id", "score", "citation", "suggestions"}
+    assert all(set(r) == keys for r in lines)
+    hit, miss = lines
+    assert hit["matched"] is True and hit["entry_id"] == "han-dai-hoi-cap-xa"
+    assert hit["citation"].startswith("Kết luận 185-KL/TW")
+    assert hit["answer"].endswith(hit["citation"])
+    assert 0 <= hit["score"] <= 1
+    assert miss["matched"] is False and miss["entry_id"] is None and miss["citation"] is None
+    assert "chưa có thông tin" in miss["answer"]
+
+
+def test_ask_reads_stdin_when_no_arguments() -> None:
+    result = runner.invoke(app, ["ask", "--json"], input="Ai ký Kết luận 185?\n\nkết luận 185\n")
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2
+    assert records[1]["matched"] is False
+    assert len(records[1]["suggestions"]) == 3
+    assert set(records[1]["suggestions"][0]) == {"entry_id", "title"}
+
+
+def test_kb_check_ok() -> None:
+    result = runner.invoke(app, ["kb", "check"])
+    assert result.exit_code == 0
+    assert "OK:" in result.stdout
+
+
+def test_kb_check_reports_file_and_line(tmp_path: Path) -> None:
+    broken = tmp_path / "kb"
+    broken.mkdir()
+    (broken / "a.yaml").write_text(
+        "sources:\n  - id: s\n    title: T\n    cite_as: C\nentries:\n  - id: x\n    title: X\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["kb", "check", str(broken)])
+    assert result.exit_code == 1
+    assert f"{broken / 'a.yaml'}:6: entry: missing required field 'questions'" in result.stdout
+
+
+def test_db_upgrade_and_unanswered(isolated_env: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    assert "up to date" in runner.invoke(app, ["db", "current"]).stdout
+    asked = "Công thức làm bánh chưng\ncông thức làm BÁNH CHƯNG\nai ky kl 185\ngiá vàng hôm nay\n"
+    result = runner.invoke(app, ["chat"], input=asked)
+    assert result.exit_code == 0, result.output
+    table = runner.invoke(app, ["kb", "unanswered"])
+    assert table.exit_code == 0
+    rows = [line for line in table.stdout.splitlines() if "│" in line]
+    assert "2" in rows[0] and "bánh chưng" in rows[0].lower()  # most frequent first
+    assert "giá vàng" in table.stdout
+    assert "ai ky kl 185" not in table.stdout  # that one was answered
+
+
+def test_run_refuses_an_unmigrated_database() -> None:
+    result = runner.invoke(app, ["chat"], input="")
+    assert result.exit_code == 1
+    assert "troly db upgrade" in result.output
+
+
+def test_run_refuses_an_invalid_knowledge_base(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    kb = tmp_path / "kb"
+    shutil.copytree(default_knowledge_dir(), kb)
+    (kb / "zz.yaml").write_text("entries:\n  - id: Sai\n", encoding="utf-8")
+    monkeypatch.setenv("KNOWLEDGE_DIR", str(kb))
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 1
+    assert "zz.yaml:2" in result.output
+    assert "will not start" in result.output
+
+
+def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIMEZONE", "Asia/Atlantis")
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert "TIMEZONE: unknown time zone" in result.output
+
+
+def test_make_run_path_with_no_configuration(tmp_path: Path) -> None:
+    """`troly db upgrade && troly run` with nothing configured: a terminal chat that answers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"TELEGRAM_BOT_TOKEN", "ZALO_BOT_TOKEN", "DATABASE_URL", "KNOWLEDGE_DIR"}
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "bot", "db", "upgrade"], cwd=tmp_path, env=env, check=True
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=env,
+        input="dai hoi dang bo xa xong khi nao\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "TELEGRAM_BOT_TOKEN" in done.stderr  # how to configure a messenger
+    assert "tháng 8/2025" in done.stdout
+    assert "Nguồn: Kết luận 185-KL/TW" in done.stdout
+    assert (tmp_path / "var" / "troly.db").exists()  # the default database location
