@@ -1,0 +1,357 @@
+#!/usr/bin/env node
+// Telegram Bot API emulator for troly's end-to-end tests.
+//
+// Wraps the npm package `telegram-test-api` (pinned in package.json) and fixes what
+// aiogram 3 needs from a Bot API server. node_modules is never edited: an outer express
+// app answers the patched methods and hands everything else to the package's own app.
+//
+// Usage: node serve.js [PORT] [--exit-on-stdin-close]
+//   PORT defaults to $TELEGRAM_EMULATOR_PORT, then 0 (the OS picks a free port).
+//   Prints `READY <port>` on stdout once listening; exits cleanly on SIGTERM/SIGINT
+//   (and, with the flag, when stdin closes, so a crashed parent leaves no orphan).
+//
+// Patched / added Bot API methods (everything else goes to the package unchanged, so a
+// method it does not know, e.g. setMyCommands, still gets its stock 500 answer: the bot must
+// log that and carry on):
+//   getMe                  adds is_bot (aiogram requires it); id = the token's number
+//   getUpdates             honours offset (confirm semantics), limit and timeout (long poll)
+//   sendMessage, send<Media> return a real Message (date in seconds, from, chat); multipart
+//                          uploads (sendPhoto, sendDocument, ...) are parsed
+//   editMessageText/ReplyMarkup/Caption  return the edited Message; 400 when not found or
+//                          not modified; omitting reply_markup removes the inline keyboard
+//   deleteMessage, answerCallbackQuery, deleteWebhook(drop_pending_updates) return true
+//   getWebhookInfo
+// Extra client endpoint: POST /_emulator/calls {"token": ...} -> every Bot API call the bot
+// made except getUpdates: [{method, params, time}].
+'use strict';
+
+const busboy = require('busboy');
+const express = require('express');
+const TelegramServer = require('telegram-test-api');
+
+const args = process.argv.slice(2);
+const portArg = args.find((a) => /^\d+$/.test(a));
+const port = Number(portArg ?? process.env.TELEGRAM_EMULATOR_PORT ?? 0);
+const exitOnStdinClose = args.includes('--exit-on-stdin-close');
+
+// storeTimeout: the package drops stored messages older than this (default 60 s).
+const server = new TelegramServer({ host: '127.0.0.1', port, storeTimeout: 24 * 3600 });
+server.config.port = port; // normalizeConfig turns 0 into 9000; we want 0 = ephemeral.
+server.setMaxListeners(0); // every pending long poll listens for new user updates.
+
+const JSON_FIELDS = new Set([
+  'reply_markup', 'entities', 'caption_entities', 'commands', 'scope', 'menu_button',
+  'link_preview_options', 'reply_parameters', 'allowed_updates', 'media', 'rights',
+]);
+const USER_UPDATE_EVENTS = ['AddedUserMessage', 'AddedUserCommand', 'AddedUserCallbackQuery'];
+const MEDIA_METHODS = {
+  sendPhoto: 'photo', sendDocument: 'document', sendAudio: 'audio', sendVideo: 'video',
+  sendVoice: 'voice', sendAnimation: 'animation', sendSticker: 'sticker', sendVideoNote: 'video_note',
+};
+const TRUE_METHODS = ['answerCallbackQuery'];
+
+const calls = new Map(); // token -> [{method, params, time}]
+let fileCounter = 0;
+let stopping = false;
+
+const nowSec = () => Math.floor(Date.now() / 1000);
+const isTrue = (v) => v === true || v === 'true' || v === '1' || v === 1;
+
+function parseParams(body) {
+  const params = { ...body };
+  for (const key of Object.keys(params)) {
+    if (JSON_FIELDS.has(key) && typeof params[key] === 'string') {
+      try { params[key] = JSON.parse(params[key]); } catch (_e) { /* keep the raw string */ }
+    }
+  }
+  return params;
+}
+
+function botUser(token) {
+  const id = Number(String(token).split(':')[0]) || 666;
+  return {
+    id, is_bot: true, first_name: 'Troly Test', username: 'troly_test_bot',
+    can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false,
+  };
+}
+
+function chatFor(chatId) {
+  if (chatId > 0) return { id: chatId, type: 'private', first_name: 'Test User' };
+  const type = String(chatId).startsWith('-100') ? 'supergroup' : 'group';
+  return { id: chatId, type, title: `Test ${type} ${chatId}` };
+}
+
+// Numeric chat ids only (no @channel usernames).
+const badChatId = (p) => !p.chat_id || !Number.isInteger(Number(p.chat_id));
+
+function tgError(res, code, description) {
+  res.status(code).json({ ok: false, error_code: code, description });
+}
+
+function ok(res, result) {
+  res.json({ ok: true, result });
+}
+
+// multipart/form-data (file uploads): fields -> req.body, files -> req.files (metadata only).
+function multipart(req, res, next) {
+  if (!req.is('multipart/form-data')) return next();
+  const fields = {};
+  const files = {};
+  let open = 1; // the form itself, plus one per file stream still being read
+  const done = () => {
+    open -= 1;
+    if (open > 0) return;
+    req.body = fields;
+    req.files = files;
+    req._body = true; // tell the package's body parsers the body is already read
+    next();
+  };
+  const bb = busboy({ headers: req.headers });
+  bb.on('field', (name, value) => { fields[name] = value; });
+  bb.on('file', (name, stream, info) => {
+    open += 1;
+    let size = 0;
+    stream.on('data', (chunk) => { size += chunk.length; });
+    stream.on('end', () => {
+      files[name] = { filename: info.filename, mime_type: info.mimeType, size };
+      done();
+    });
+  });
+  bb.on('error', next);
+  bb.on('close', done);
+  req.pipe(bb);
+}
+
+function fileObject(kind, params, files) {
+  fileCounter += 1;
+  const ref = params[kind];
+  // aiogram uploads as `photo=attach://<part>` plus a file part named <part>.
+  const attached = typeof ref === 'string' && ref.startsWith('attach://');
+  const upload = files[kind] || (attached ? files[ref.slice('attach://'.length)] : undefined);
+  const file = {
+    file_id: upload || attached || typeof ref !== 'string' ? `emu-${kind}-${fileCounter}` : ref,
+    file_unique_id: `emu-u${fileCounter}`,
+    file_size: upload ? upload.size : 0,
+  };
+  if (kind === 'photo') return [{ ...file, width: 1, height: 1 }];
+  const meta = upload ? { file_name: upload.filename, mime_type: upload.mime_type } : {};
+  if (kind === 'sticker') return { ...file, width: 1, height: 1, type: 'regular', is_animated: false, is_video: false };
+  if (kind === 'video' || kind === 'animation') return { ...file, ...meta, width: 1, height: 1, duration: 0 };
+  if (kind === 'video_note') return { ...file, length: 1, duration: 0 };
+  if (kind === 'audio' || kind === 'voice') return { ...file, ...meta, duration: 0 };
+  return { ...file, ...meta }; // document
+}
+
+// Stores a bot message the package's way (its client API keeps working) and attaches the
+// Bot API view of it as entry.apiMessage, which the Python helper reads.
+function storeBotMessage(token, params, extra) {
+  server.addBotMessage({ ...params }, token);
+  const entry = server.storage.botMessages[server.storage.botMessages.length - 1];
+  const chatId = Number(params.chat_id);
+  const msg = { message_id: entry.messageId, from: botUser(token), chat: chatFor(chatId), date: nowSec() };
+  for (const key of ['text', 'entities', 'caption', 'caption_entities', 'parse_mode']) {
+    if (params[key] !== undefined) msg[key] = params[key];
+  }
+  if (params.reply_markup && params.reply_markup.inline_keyboard) msg.reply_markup = params.reply_markup;
+  Object.assign(msg, extra);
+  entry.apiMessage = msg;
+  return msg;
+}
+
+function findBotEntry(token, chatId, messageId) {
+  return server.storage.botMessages.find((e) => e.botToken === token && e.apiMessage
+    && e.apiMessage.chat.id === Number(chatId) && e.messageId === Number(messageId));
+}
+
+function takeUpdates(token, offset, limit) {
+  const mine = server.storage.userMessages.filter((u) => u.botToken === token);
+  if (offset) mine.filter((u) => u.updateId < offset).forEach((u) => { u.isRead = true; });
+  return mine
+    .filter((u) => !u.isRead && (!offset || u.updateId >= offset))
+    .slice(0, limit)
+    .map((u) => TelegramServer.formatUpdate(u));
+}
+
+// The package's formatUpdate leaks `botToken` into messages and drops chat_instance, which
+// aiogram's CallbackQuery requires.
+TelegramServer.formatUpdate = (update) => {
+  if ('callbackQuery' in update) {
+    const { from, message, data, chat_instance: chatInstance } = update.callbackQuery;
+    const chat = (message && message.chat) || from;
+    return {
+      update_id: update.updateId,
+      callback_query: {
+        id: String(update.callbackId), from, message, chat_instance: chatInstance || String(chat.id), data,
+      },
+    };
+  }
+  const { botToken: _token, ...message } = update.message;
+  return { update_id: update.updateId, message: { ...message, message_id: update.messageId } };
+};
+
+const app = express();
+app.use(express.json());
+app.use(express.urlencoded({ extended: true }));
+app.use(multipart);
+
+app.post('/_emulator/calls', (req, res) => ok(res, calls.get(req.body.token) || []));
+
+app.all('/bot:token/:method', (req, res, next) => {
+  if (req.method !== 'GET' && req.method !== 'POST') return next();
+  req.tg = { ...parseParams({ ...req.query, ...req.body }), ...(req.files || {}) };
+  const { token, method } = req.params;
+  if (method !== 'getUpdates') {
+    if (!calls.has(token)) calls.set(token, []);
+    calls.get(token).push({ method, params: req.tg, time: Date.now() });
+  }
+  return next();
+});
+
+const bot = express.Router({ mergeParams: true });
+
+bot.all('/getMe', (req, res) => ok(res, botUser(req.params.token)));
+
+bot.all('/getUpdates', (req, res) => {
+  const { token } = req.params;
+  const offset = Number(req.tg.offset) || 0;
+  const limit = Math.min(Math.max(Number(req.tg.limit) || 100, 1), 100);
+  const deadline = Date.now() + Math.min(Math.max(Number(req.tg.timeout) || 0, 0), 50) * 1000;
+  const poll = () => {
+    const updates = takeUpdates(token, offset, limit);
+    if (updates.length || stopping || Date.now() >= deadline) return ok(res, updates);
+    const wake = () => {
+      clearTimeout(timer);
+      USER_UPDATE_EVENTS.forEach((e) => server.off(e, wake));
+      server.off('Stopping', wake);
+      res.off('close', abort);
+      setImmediate(poll);
+    };
+    const abort = () => { // client went away (e.g. aiogram's polling task was cancelled)
+      clearTimeout(timer);
+      USER_UPDATE_EVENTS.forEach((e) => server.off(e, wake));
+      server.off('Stopping', wake);
+    };
+    const timer = setTimeout(wake, Math.max(deadline - Date.now(), 0));
+    USER_UPDATE_EVENTS.forEach((e) => server.on(e, wake));
+    server.on('Stopping', wake);
+    res.on('close', abort);
+    return undefined;
+  };
+  poll();
+});
+
+bot.all('/sendMessage', (req, res) => {
+  const p = req.tg;
+  if (badChatId(p)) return tgError(res, 400, 'Bad Request: chat not found');
+  if (!p.text) return tgError(res, 400, 'Bad Request: message text is empty');
+  return ok(res, storeBotMessage(req.params.token, p, {}));
+});
+
+Object.entries(MEDIA_METHODS).forEach(([method, kind]) => {
+  bot.all(`/${method}`, (req, res) => {
+    const p = req.tg;
+    if (badChatId(p)) return tgError(res, 400, 'Bad Request: chat not found');
+    if (!p[kind]) return tgError(res, 400, `Bad Request: there is no ${kind} in the request`);
+    const { [kind]: _file, ...rest } = p;
+    return ok(res, storeBotMessage(req.params.token, rest, { [kind]: fileObject(kind, p, req.files || {}) }));
+  });
+});
+
+function editHandler(apply) {
+  return (req, res) => {
+    const p = req.tg;
+    if (p.inline_message_id) return ok(res, true);
+    const entry = findBotEntry(req.params.token, p.chat_id, p.message_id);
+    if (!entry) return tgError(res, 400, 'Bad Request: message to edit not found');
+    const before = JSON.stringify(entry.apiMessage);
+    const msg = { ...entry.apiMessage };
+    apply(msg, p);
+    if (p.reply_markup && p.reply_markup.inline_keyboard) msg.reply_markup = p.reply_markup;
+    else delete msg.reply_markup;
+    if (JSON.stringify(msg) === before) {
+      return tgError(res, 400, 'Bad Request: message is not modified: specified new message content'
+        + ' and reply markup are exactly the same as a current content and reply markup of the message');
+    }
+    msg.edit_date = nowSec();
+    entry.apiMessage = msg;
+    entry.message = { ...entry.message, ...p };
+    server.emit('EditedMessageText');
+    return ok(res, msg);
+  };
+}
+
+bot.all('/editMessageText', editHandler((msg, p) => {
+  msg.text = p.text;
+  if (p.entities) msg.entities = p.entities; else delete msg.entities;
+  if (p.parse_mode) msg.parse_mode = p.parse_mode; else delete msg.parse_mode;
+}));
+bot.all('/editMessageCaption', editHandler((msg, p) => {
+  if (p.caption) msg.caption = p.caption; else delete msg.caption;
+}));
+bot.all('/editMessageReplyMarkup', editHandler(() => {}));
+
+bot.all('/deleteMessage', (req, res) => {
+  const chatId = Number(req.tg.chat_id);
+  const messageId = Number(req.tg.message_id);
+  const { storage } = server;
+  const before = storage.botMessages.length + storage.userMessages.length;
+  storage.botMessages = storage.botMessages.filter((e) => !(e.botToken === req.params.token
+    && e.apiMessage && e.apiMessage.chat.id === chatId && e.messageId === messageId));
+  storage.userMessages = storage.userMessages.filter((u) => !(u.botToken === req.params.token
+    && u.message && u.message.chat && u.message.chat.id === chatId && u.messageId === messageId));
+  if (storage.botMessages.length + storage.userMessages.length === before) {
+    return tgError(res, 400, 'Bad Request: message to delete not found');
+  }
+  return ok(res, true);
+});
+
+bot.all('/deleteWebhook', (req, res) => {
+  const { token } = req.params;
+  server.deleteWebhook(token);
+  if (isTrue(req.tg.drop_pending_updates)) {
+    server.storage.userMessages.filter((u) => u.botToken === token).forEach((u) => { u.isRead = true; });
+  }
+  res.json({ ok: true, result: true, description: 'Webhook was deleted' });
+});
+
+bot.all('/getWebhookInfo', (req, res) => {
+  const { token } = req.params;
+  const hook = server.webhooks[token];
+  const pending = server.storage.userMessages.filter((u) => u.botToken === token && !u.isRead).length;
+  ok(res, { url: hook ? hook.url : '', has_custom_certificate: false, pending_update_count: pending });
+});
+
+TRUE_METHODS.forEach((m) => bot.all(`/${m}`, (req, res) => ok(res, true)));
+
+app.use('/bot:token', bot);
+
+app.use(server.webServer); // the package's own app: client API (/sendMessage, ...), setWebhook
+server.webServer = app; // start() serves whatever webServer is
+
+async function shutdown() {
+  if (stopping) return;
+  stopping = true;
+  server.emit('Stopping'); // answer pending long polls now so connections can close
+  setTimeout(() => process.exit(0), 3000).unref();
+  try {
+    await server.stop();
+  } finally {
+    process.exit(0);
+  }
+}
+
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+if (exitOnStdinClose) {
+  process.stdin.on('end', shutdown);
+  process.stdin.on('error', shutdown);
+  process.stdin.resume();
+}
+
+server.start().then(
+  () => process.stdout.write(`READY ${server.server.address().port}\n`),
+  (err) => {
+    process.stderr.write(`emulator: cannot listen on 127.0.0.1:${port}: ${err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,237 @@
+"""Drive the local Telegram Bot API emulator (tests/e2e/emulator/serve.js) from Python.
+
+    async with TelegramEmulator.start() as emu:
+        bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(emu.base_url)))
+        user = emu.client(token, user_id=42, first_name="An")
+        await user.send_text("/start")
+        [reply] = await user.wait_for_bot_messages()
+        await user.press_button("some:data", message=reply)
+
+The emulator needs `npm ci` in tests/e2e/emulator first (`make emulator` does it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
+Json = dict[str, Any]
+
+
+class EmulatorError(RuntimeError):
+    """The emulator could not be started or answered a client request with an error."""
+
+
+class TelegramEmulator:
+    """A running emulator process plus an HTTP session for its client API."""
+
+    def __init__(self, port: int, http: aiohttp.ClientSession) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"  # Bot API base: {base_url}/bot{token}/{method}
+        self._http = http
+        self.stderr: deque[str] = deque()  # the node process's last stderr lines, for debugging
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(
+        cls, node: str = "node", port: int = 0, ready_timeout: float = 20.0
+    ) -> AsyncIterator[TelegramEmulator]:
+        """Spawn `node serve.js PORT` (port 0: the OS picks a free one) and wait for READY."""
+        if not (EMULATOR_DIR / "node_modules" / "telegram-test-api").is_dir():
+            raise EmulatorError(f"emulator not installed: run `npm ci` in {EMULATOR_DIR}")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                node,
+                "serve.js",
+                str(port),
+                "--exit-on-stdin-close",  # no orphan if this process dies without cleaning up
+                cwd=EMULATOR_DIR,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise EmulatorError(f"cannot run Telegram emulator with node={node!r}: {exc}") from exc
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr: deque[str] = deque(maxlen=200)
+        drain_stderr = asyncio.create_task(_collect(proc.stderr, stderr))
+        drain_stdout: asyncio.Task[None] | None = None
+        try:
+            try:
+                actual_port = await asyncio.wait_for(_read_ready(proc.stdout), ready_timeout)
+            except (TimeoutError, EOFError) as exc:
+                reason = "timed out" if isinstance(exc, TimeoutError) else "exited"
+                await _stop(proc)
+                await drain_stderr
+                raise EmulatorError(
+                    f"Telegram emulator {reason} before READY (node={node!r}, "
+                    f"exit code {proc.returncode}); stderr:\n" + "".join(stderr)
+                ) from None
+            drain_stdout = asyncio.create_task(_collect(proc.stdout, deque(maxlen=50)))
+            async with aiohttp.ClientSession() as http:
+                emulator = cls(actual_port, http)
+                emulator.stderr = stderr
+                yield emulator
+        finally:
+            await _stop(proc)
+            await asyncio.gather(drain_stderr, *([drain_stdout] if drain_stdout else []))
+
+    def client(
+        self,
+        token: str,
+        user_id: int = 1,
+        first_name: str = "Test",
+        chat_id: int | None = None,
+        username: str | None = None,
+    ) -> TelegramUser:
+        """A simulated user talking to the bot `token`; chat_id defaults to the private chat."""
+        return TelegramUser(self, token, user_id, first_name, chat_id, username)
+
+    async def bot_calls(self, token: str, method: str | None = None) -> list[Json]:
+        """Bot API calls the bot made (except getUpdates): [{"method", "params", "time"}]."""
+        calls = await self.request("/_emulator/calls", {"token": token})
+        return [c for c in calls if method is None or c["method"] == method]
+
+    async def request(self, path: str, payload: Json) -> Any:
+        """POST to the emulator's client API and return `result`."""
+        async with self._http.post(self.base_url + path, json=payload) as resp:
+            body = await resp.json(content_type=None)
+        if resp.status != 200 or not isinstance(body, dict) or not body.get("ok"):
+            raise EmulatorError(f"POST {path} -> {resp.status} {body!r}")
+        return body.get("result")
+
+
+class TelegramUser:
+    """One user in one chat, sending updates to a bot and reading what the bot sent back."""
+
+    def __init__(
+        self,
+        emulator: TelegramEmulator,
+        token: str,
+        user_id: int,
+        first_name: str,
+        chat_id: int | None,
+        username: str | None,
+    ) -> None:
+        self.emulator = emulator
+        self.token = token
+        self.user: Json = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if username:
+            self.user["username"] = username
+        self.chat_id = user_id if chat_id is None else chat_id
+        self.chat: Json = (
+            {"id": self.chat_id, "type": "private", "first_name": first_name}
+            if self.chat_id > 0
+            else {
+                "id": self.chat_id,
+                "type": _group_type(self.chat_id),
+                "title": f"Group {self.chat_id}",
+            }
+        )
+        if username and self.chat_id > 0:
+            self.chat["username"] = username
+        self._seen: set[int] = set()
+
+    async def send_text(self, text: str) -> None:
+        """Send a text message (a leading /command gets its bot_command entity)."""
+        message: Json = {
+            "botToken": self.token,
+            "from": self.user,
+            "chat": self.chat,
+            "date": int(time.time()),
+            "text": text,
+        }
+        if text.startswith("/"):
+            length = len(text.split()[0]) if text.strip() else 1
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        await self.emulator.request("/sendMessage", message)
+
+    async def press_button(self, callback_data: str, message: Json | None = None) -> None:
+        """Press the inline button carrying `callback_data` on `message` (default: the newest
+        bot message in this chat that has such a button). Raises LookupError if none has it."""
+        if message is None:
+            candidates = [m for m in await self.bot_messages() if _has_button(m, callback_data)]
+            if not candidates:
+                raise LookupError(f"no bot message in chat {self.chat_id} has {callback_data!r}")
+            message = candidates[-1]
+        elif not _has_button(message, callback_data):
+            raise LookupError(f"message {message.get('message_id')} has no {callback_data!r}")
+        await self.emulator.request(
+            "/sendCallback",
+            {
+                "botToken": self.token,
+                "from": self.user,
+                "message": message,
+                "data": callback_data,
+                "chat_instance": f"emu-{self.chat_id}",
+            },
+        )
+
+    async def bot_messages(self) -> list[Json]:
+        """Everything the bot sent to this chat that still exists, oldest first, as Bot API
+        Message dicts in their current (possibly edited) state."""
+        history = await self.emulator.request("/getUpdatesHistory", {"token": self.token})
+        return [
+            entry["apiMessage"]
+            for entry in history
+            if "apiMessage" in entry and entry["apiMessage"]["chat"]["id"] == self.chat_id
+        ]
+
+    async def wait_for_bot_messages(self, min_count: int = 1, timeout: float = 15.0) -> list[Json]:
+        """Wait until the bot has sent at least `min_count` messages to this chat that no
+        earlier call returned; return all of those (oldest first) and mark them seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            new = [m for m in await self.bot_messages() if m["message_id"] not in self._seen]
+            if len(new) >= min_count:
+                self._seen.update(m["message_id"] for m in new)
+                return new
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"bot sent {len(new)} new message(s) to chat {self.chat_id} within "
+                    f"{timeout}s, wanted {min_count}: {new!r}"
+                )
+            await asyncio.sleep(0.05)
+
+
+def _group_type(chat_id: int) -> str:
+    return "supergroup" if str(chat_id).startswith("-100") else "group"  # as serve.js does
+
+
+def _has_button(message: Json, callback_data: str) -> bool:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+    return any(button.get("callback_data") == callback_data for row in rows for button in row)
+
+
+async def _read_ready(stdout: asyncio.StreamReader) -> int:
+    while line := await stdout.readline():
+        if line.startswith(b"READY "):
+            return int(line.split()[1])
+    raise EOFError
+
+
+async def _collect(stream: asyncio.StreamReader, into: deque[str]) -> None:
+    while line := await stream.readline():
+        into.append(line.decode(errors="replace"))
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    if proc.stdin is not None:
+        proc.stdin.close()
