@@ -1,0 +1,35 @@
+"""`python -m bench [SECTION ...]`: run benchmark sections and print their figures."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+# One core for the figures: no hidden thread pools in numpy's libraries.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+from bench import qa  # noqa: E402
+
+SECTIONS = {"qa": qa.main}
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(SECTIONS)
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s): {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+        return 2
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    for name in chosen:
+        print(f"\n== {name} ==")
+        SECTIONS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
