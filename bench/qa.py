@@ -18,11 +18,10 @@ from knowledge import Knowledge, load_knowledge
 from knowledge.evaluation import evaluate, load_items
 
 ROOT = Path(__file__).resolve().parents[1]
+_SHARED_EVAL = ROOT.parent / "shared" / "eval"
+_EVAL_DIR = _SHARED_EVAL if _SHARED_EVAL.is_dir() else ROOT / "tests" / "data" / "shared-eval"
 EVAL_SETS = {
-    "dev (../shared/eval)": (
-        ROOT.parent / "shared" / "eval" / "dev_qa.jsonl",
-        ROOT.parent / "shared" / "eval" / "dev_oos.jsonl",
-    ),
+    "dev (../shared/eval)": (_EVAL_DIR / "dev_qa.jsonl", _EVAL_DIR / "dev_oos.jsonl"),
     "holdout (tests/data)": (
         ROOT / "tests" / "data" / "holdout_qa.jsonl",
         ROOT / "tests" / "data" / "holdout_oos.jsonl",

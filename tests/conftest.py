@@ -25,6 +25,11 @@ from knowledge import Knowledge, load_knowledge
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+# The public evaluation sample: ../shared/eval beside the checkout, else the copy kept in the
+# repository (a fresh clone elsewhere, as in CI).
+EVAL_DIR = (
+    SHARED / "eval" if (SHARED / "eval").is_dir() else ROOT / "tests" / "data" / "shared-eval"
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 

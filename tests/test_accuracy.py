@@ -9,13 +9,13 @@ import pytest
 
 from knowledge.evaluation import EvalItem, is_right, load_items
 from tests.channels import Asker
-from tests.conftest import ROOT, SHARED, require
+from tests.conftest import EVAL_DIR, ROOT, require
 
 IN_SCOPE_FLOOR = 0.95
 OUT_OF_SCOPE_FLOOR = 0.90
 
 SETS = {
-    "dev": (SHARED / "eval" / "dev_qa.jsonl", SHARED / "eval" / "dev_oos.jsonl"),
+    "dev": (EVAL_DIR / "dev_qa.jsonl", EVAL_DIR / "dev_oos.jsonl"),
     "holdout": (
         ROOT / "tests" / "data" / "holdout_qa.jsonl",
         ROOT / "tests" / "data" / "holdout_oos.jsonl",
