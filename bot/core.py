@@ -3,17 +3,24 @@ Telegram, Zalo or the terminal."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "Button",
+    "DeliveryError",
     "Image",
     "IncomingMessage",
     "MessageKind",
+    "PermanentFailure",
+    "RecipientBlocked",
     "Reply",
+    "RetryLater",
+    "TemporaryFailure",
+    "Transport",
     "UserRef",
     "utcnow",
 ]
@@ -101,3 +108,44 @@ class Reply:
     @property
     def flat_buttons(self) -> list[Button]:
         return [button for row in self.buttons for button in row]
+
+
+# --------------------------------------------------------------------------- pushes
+# The outbox sender delivers pushes through a Transport per channel. Adapters implement it
+# and translate their platform's failures into these errors; the sender decides what to do.
+
+
+class DeliveryError(Exception):
+    """A push could not be delivered. Messages never contain tokens."""
+
+
+class RetryLater(DeliveryError):
+    """Rate limited (HTTP 429): pause the whole channel for ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float, message: str = "rate limited") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RecipientBlocked(DeliveryError):
+    """The person blocked the bot (Telegram 403 "bot was blocked by the user", Zalo
+    equivalent): push nothing more to them until they write again."""
+
+
+class TemporaryFailure(DeliveryError):
+    """5xx, timeouts, dropped connections: retry with back-off."""
+
+
+class PermanentFailure(DeliveryError):
+    """The platform refused this message for good (400 bad request, chat not found...)."""
+
+
+class Transport(Protocol):
+    """Sends one push to one chat on one channel."""
+
+    channel: str
+    buttons: bool  # False: buttons are dropped (texts carry a typed alternative)
+
+    async def deliver(self, chat_id: str, text: str, buttons: Sequence[Sequence[Button]]) -> None:
+        """Deliver or raise a :class:`DeliveryError` subclass."""
+        ...

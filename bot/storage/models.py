@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.core import utcnow
 from bot.storage.types import UTCDateTime
 
-__all__ = ["Conversation", "MessageLog"]
+__all__ = [
+    "Broadcast",
+    "Conversation",
+    "Invite",
+    "InviteAttempt",
+    "MessageLog",
+    "OutboxMessage",
+    "Person",
+    "PersonChannel",
+    "ProgressEvent",
+    "ProgressStatus",
+    "Task",
+    "Unit",
+]
+
+# Materialised unit paths compare byte-wise ("C" collation) so that a subtree is a range.
+PATH_TYPE = String(400).with_variant(String(400, collation="C"), "postgresql")
 
 
 class MessageLog(SQLModel, table=True):
@@ -50,3 +66,189 @@ class Conversation(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     choices: list[str] = Field(default_factory=list, sa_type=JSON)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --------------------------------------------------------------------------- hierarchy
+
+
+class Unit(SQLModel, table=True):
+    """A party unit. ``path`` is the chain of ids from the root, each zero-padded to
+    ``PATH_DIGITS``: the subtree of a unit is the range of paths starting with its own."""
+
+    __tablename__ = "unit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=300)
+    level: str = Field(max_length=20, index=True)
+    parent_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
+    path: str = Field(default="", sa_type=PATH_TYPE, index=True)
+    depth: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Person(SQLModel, table=True):
+    """An enrolled official: one unit, one role (official, unit_admin, admin)."""
+
+    __tablename__ = "person"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    role: str = Field(max_length=20)
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PersonChannel(SQLModel, table=True):
+    """A person on one channel. ``blocked_at``: the person blocked the bot there; nothing
+    is pushed to them until they write again."""
+
+    __tablename__ = "person_channel"
+    __table_args__ = (UniqueConstraint("channel", "user_id", name="uq_person_channel_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    channel: str = Field(max_length=16)
+    user_id: str = Field(max_length=64)
+    chat_id: str = Field(max_length=64)
+    display_name: str | None = Field(default=None, max_length=200)
+    linked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Invite(SQLModel, table=True):
+    """An enrolment code, stored hashed; single-purpose (one unit, one role)."""
+
+    __tablename__ = "invite"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    role: str = Field(max_length=20)
+    max_uses: int = 1
+    uses: int = 0
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked: bool = False
+    created_by: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InviteAttempt(SQLModel, table=True):
+    """Every code someone tried, for rate-limiting guesses."""
+
+    __tablename__ = "invite_attempt"
+    __table_args__ = (Index("ix_invite_attempt_user_time", "channel", "user_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    user_id: str = Field(max_length=64)
+    ok: bool
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+class Task(SQLModel, table=True):
+    """A task with a deadline, synchronised from the knowledge base's deadlines (and tasks
+    files). A task no longer in the data is deactivated, never deleted (history stays)."""
+
+    __tablename__ = "task"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=100, unique=True)
+    title: str = Field(max_length=500)
+    levels: list[str] = Field(default_factory=list, sa_type=JSON)
+    due: date
+    due_text: str = Field(max_length=200)
+    citation: str = Field(max_length=500)
+    entry_id: str | None = Field(default=None, max_length=100)
+    origin: str = Field(max_length=200)
+    active: bool = True
+
+
+class ProgressEvent(SQLModel, table=True):
+    """Append-only: who reported what for which unit and task, when, on which channel.
+    A correction is a new event; ``idempotency_key`` makes a repeated submission harmless."""
+
+    __tablename__ = "progress_event"
+    __table_args__ = (Index("ix_progress_event_unit_task", "unit_id", "task_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id")
+    task_id: int = Field(foreign_key="task.id")
+    person_id: int | None = Field(default=None, foreign_key="person.id")
+    status: str = Field(max_length=20)
+    done_on: date | None = None
+    note: str | None = Field(default=None, max_length=1000)
+    channel: str = Field(max_length=16)
+    idempotency_key: str = Field(max_length=100, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProgressStatus(SQLModel, table=True):
+    """The current status of a unit on a task: the latest event, kept in the same
+    transaction as the event is appended (a projection; rebuildable from the events)."""
+
+    __tablename__ = "progress_status"
+
+    unit_id: int = Field(foreign_key="unit.id", primary_key=True)
+    task_id: int = Field(foreign_key="task.id", primary_key=True, index=True)
+    status: str = Field(max_length=20)
+    done_on: date | None = None
+    note: str | None = Field(default=None, max_length=1000)
+    person_id: int | None = Field(default=None, foreign_key="person.id")
+    channel: str = Field(max_length=16)
+    event_id: int = Field(foreign_key="progress_event.id")
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+class Broadcast(SQLModel, table=True):
+    """An admin announcement; its messages are outbox rows with ``broadcast_id``."""
+
+    __tablename__ = "broadcast"
+
+    id: int | None = Field(default=None, primary_key=True)
+    text: str = Field(sa_type=Text)
+    audience: str = Field(max_length=200)
+    created_by: str = Field(max_length=100)
+    status: str = Field(default="sending", max_length=20)  # sending, done, cancelled
+    total: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Every push (reminder, escalation, digest, broadcast) is first a row here, then
+    delivered by the one sender. ``idempotency_key`` makes planning twice harmless.
+
+    status: pending -> sending (claimed by the sender) -> sent | failed | blocked |
+    cancelled. ``next_attempt_at`` is when it may next be tried (retry back-off, quiet hours).
+    """
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_broadcast", "broadcast_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)
+    channel: str = Field(max_length=16)
+    chat_id: str = Field(max_length=64)
+    person_id: int | None = Field(default=None, foreign_key="person.id")
+    broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id")
+    text: str = Field(sa_type=Text)
+    buttons: list[list[dict[str, str]]] = Field(default_factory=list, sa_type=JSON)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,39 @@
+"""Migrations: they reproduce the models exactly and can go down and up again."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
+
+import bot.storage.models  # noqa: F401 - registers the tables
+from bot.services import head_revision
+from bot.storage.db import alembic_config, create_engine, current_revision, upgrade_database
+
+
+def _diff(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, SQLModel.metadata))
+
+
+def _downgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, "base")
+
+
+async def test_models_match_migrations_and_round_trip(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_diff) == []
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade)
+        assert await current_revision(engine) is None
+        await upgrade_database(engine)
+        assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()
