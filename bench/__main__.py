@@ -10,9 +10,9 @@ import sys
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-from bench import qa  # noqa: E402
+from bench import progress, qa  # noqa: E402
 
-SECTIONS = {"qa": qa.main}
+SECTIONS = {"qa": qa.main, "progress": progress.main}
 
 
 def main(argv: list[str]) -> int:

@@ -27,6 +27,7 @@ from bot.render import numbered
 from bot.storage.db import AsyncSession, SessionFactory
 from bot.storage.models import Conversation, MessageLog
 from handlers import ROUTES, Context, Route, UserError
+from handlers.people import identify, mark_seen
 from handlers.routing import HandlerResult
 from knowledge import Knowledge
 
@@ -149,6 +150,9 @@ class App:
         try:
             async with self.sessions() as session:
                 conversation = await _conversation(session, msg.user)
+                identity = await identify(session, msg.user)
+                if identity is not None:
+                    await mark_seen(session, msg.user)  # they write: pushes may reach them
                 notices: list[Reply] = []
                 if conversation.flow and now - conversation.updated_at > self.conversation_timeout:
                     conversation.flow = conversation.step = None
@@ -168,6 +172,7 @@ class App:
                     conversation_timeout_minutes=int(
                         self.conversation_timeout.total_seconds() // 60
                     ),
+                    identity=identity,
                 )
                 if early is not None:
                     entry.route = "choice_out_of_range"

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from bot.settings import Settings, SettingsError, load_settings
-
-if TYPE_CHECKING:
-    from knowledge import Knowledge
+from bot.cli_common import (
+    err,
+    fail,
+    get_settings,
+    load_knowledge_or_exit,
+    out,
+    run_db,
+    secrets_of,
+)
 
 __all__ = ["app", "main"]
-
-T = TypeVar("T")
 
 app = typer.Typer(
     name="troly",
@@ -36,40 +37,11 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+def _register_admin_commands() -> None:
+    from bot import cli_admin
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]Lỗi:[/] {message}", markup=True)
-    raise typer.Exit(code)
-
-
-def get_settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        err.print(str(exc), markup=False)
-        raise typer.Exit(2) from None
-
-
-def _secrets(settings: Settings) -> list[str]:
-    return [
-        s.get_secret_value()
-        for s in (settings.telegram_bot_token, settings.zalo_bot_token, settings.webhook_secret)
-        if s is not None
-    ]
-
-
-def _load_knowledge(settings: Settings) -> Knowledge:
-    from knowledge import KnowledgeError, load_knowledge
-
-    try:
-        return load_knowledge(settings.knowledge_dir, cache_dir=settings.knowledge_cache_dir)
-    except KnowledgeError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        fail("the knowledge base is invalid; the assistant will not start on it (troly kb check)")
+    cli_admin.register(app)
 
 
 # --------------------------------------------------------------------------- run / chat
@@ -82,8 +54,8 @@ def run() -> None:
     from bot.runner import run_assistant
 
     settings = get_settings()
-    setup_logging(settings.log_level, _secrets(settings))
-    knowledge = _load_knowledge(settings)
+    setup_logging(settings.log_level, secrets_of(settings))
+    knowledge = load_knowledge_or_exit(settings)
     _run_app(run_assistant(settings, knowledge, notice=err))
 
 
@@ -94,19 +66,24 @@ def chat() -> None:
     from bot.runner import run_terminal
 
     settings = get_settings()
-    setup_logging("WARNING", _secrets(settings))
-    knowledge = _load_knowledge(settings)
+    setup_logging("WARNING", secrets_of(settings))
+    knowledge = load_knowledge_or_exit(settings)
     _run_app(run_terminal(settings, knowledge))
 
 
 def _run_app(coro: Coroutine[Any, Any, None]) -> None:
     """Run the assistant; problems found on start become clear errors, not tracebacks."""
     from bot.services import SchemaError
+    from knowledge import KnowledgeError
 
     try:
-        _run_db(coro)
+        run_db(coro)
     except KeyboardInterrupt:
         pass
+    except KnowledgeError as exc:  # a tasks file is invalid
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        fail("the task definitions are invalid; the assistant will not start on them")
     except (SchemaError, RuntimeError) as exc:  # RuntimeError: e.g. Telegram refused the token
         fail(str(exc))
 
@@ -123,7 +100,7 @@ def ask(
     from handlers.qa import result_reply
 
     settings = get_settings()
-    knowledge = _load_knowledge(settings)
+    knowledge = load_knowledge_or_exit(settings)
     items = questions or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     for question in items:
         result = knowledge.search(question)
@@ -206,7 +183,7 @@ def kb_unanswered(
         finally:
             await engine.dispose()
 
-    rows = _run_db(fetch())
+    rows = run_db(fetch())
     counts: Counter[str] = Counter()
     latest: dict[str, tuple[object, str]] = {}
     for text, created in rows:
@@ -230,15 +207,6 @@ def kb_unanswered(
     out.print(table)
 
 
-def _run_db(coro: Coroutine[Any, Any, T]) -> T:
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    try:
-        return asyncio.run(coro)
-    except (OperationalError, ProgrammingError) as exc:
-        fail(f"database error: {exc.orig}. Is the schema current? Run `troly db upgrade`.")
-
-
 # --------------------------------------------------------------------------- db
 
 
@@ -257,7 +225,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
         finally:
             await engine.dispose()
 
-    current = _run_db(upgrade())
+    current = run_db(upgrade())
     out.print(f"Database schema at revision {current}.", markup=False)
 
 
@@ -276,10 +244,13 @@ def db_current() -> None:
         finally:
             await engine.dispose()
 
-    revision = _run_db(current())
+    revision = run_db(current())
     head = head_revision()
     state = "up to date" if revision == head else f"behind (head is {head})"
     out.print(f"Database schema at revision {revision or 'none'}: {state}.", markup=False)
+
+
+_register_admin_commands()
 
 
 def main() -> None:

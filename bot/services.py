@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import App
 from bot.settings import Settings
 from bot.storage.db import (
+    AsyncSession,
     SessionFactory,
     alembic_config,
     create_engine,
     current_revision,
     make_session_factory,
 )
-from knowledge import Knowledge, load_knowledge
+from handlers.tasks import load_task_specs, sync_tasks
+from knowledge import Knowledge, KnowledgeError, load_knowledge
 
-__all__ = ["SchemaError", "Services", "build_services", "head_revision"]
+__all__ = [
+    "SchemaError",
+    "Services",
+    "build_services",
+    "head_revision",
+    "sync_task_definitions",
+]
 
 
 class SchemaError(Exception):
@@ -28,6 +37,16 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def sync_task_definitions(
+    session: AsyncSession, knowledge: Knowledge, tasks_dir: Path | None
+) -> tuple[int, int, int]:
+    """Tasks from the knowledge base's deadlines and TASKS_DIR, stored (refusing bad files)."""
+    specs, problems = load_task_specs(knowledge, tasks_dir)
+    if problems:
+        raise KnowledgeError(problems)
+    return await sync_tasks(session, specs)
 
 
 @dataclass
@@ -61,6 +80,13 @@ async def build_services(
         await engine.dispose()
         raise
     sessions = make_session_factory(engine)
+    try:
+        async with sessions() as session:
+            await sync_task_definitions(session, knowledge, settings.tasks_dir)
+            await session.commit()
+    except BaseException:
+        await engine.dispose()
+        raise
     app = App(
         knowledge=knowledge,
         sessions=sessions,

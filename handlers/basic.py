@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.core import IncomingMessage, Reply
 from handlers.context import Context
 
-__all__ = ["GREETING", "help_reply", "media", "stale_button", "start", "unknown_command"]
+__all__ = ["EXAMPLES", "GREETING", "media", "stale_button", "unknown_command"]
 
 GREETING = (
     "Xin chào đồng chí! Tôi là Trợ lý Kết luận, trả lời các câu hỏi về kết luận của Bộ Chính "
@@ -17,23 +17,6 @@ EXAMPLES = (
     "• Ai ký Kết luận 185?\n"
     "• Ủy ban Kiểm tra Trung ương được giao nhiệm vụ gì?"
 )
-COMMANDS = "Các lệnh:\n/hoi <câu hỏi> — hỏi về các kết luận\n/help — hướng dẫn sử dụng"
-
-
-async def start(msg: IncomingMessage, ctx: Context) -> Reply:
-    ctx.log.route = "start"
-    return Reply(text=f"{GREETING}\n\n{EXAMPLES}\n\nGõ /help để xem hướng dẫn.")
-
-
-async def help_reply(msg: IncomingMessage, ctx: Context) -> Reply:
-    ctx.log.route = "help"
-    return Reply(
-        text=(
-            f"{EXAMPLES}\n\n{COMMANDS}\n\n"
-            "Mỗi câu trả lời đều ghi rõ nguồn. Khi chưa có thông tin, tôi sẽ nói rõ "
-            "thay vì đoán."
-        )
-    )
 
 
 async def media(msg: IncomingMessage, ctx: Context) -> Reply:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import Conversation, MessageLog
 from knowledge import Knowledge
+
+if TYPE_CHECKING:
+    from handlers.people import Identity
 
 __all__ = ["Context", "UserError"]
 
@@ -34,7 +38,7 @@ class Context:
     buttons: bool
     bot_username: str | None = None
     conversation_timeout_minutes: int = 30
-    extras: dict[str, object] = field(default_factory=dict)
+    identity: Identity | None = None  # the enrolled person writing, if any
 
     @property
     def local_now(self) -> datetime:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 from bot.app import App
-from bot.core import IncomingMessage
+from bot.core import Image, IncomingMessage
 from bot.render import plain_text
 
 __all__ = ["CHANNEL", "run_console"]
@@ -24,6 +26,7 @@ async def run_console(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     greet: bool = True,
+    charts_dir: Path = Path("var/charts"),
 ) -> None:
     """Read lines until end of input (or /thoat) and print the replies."""
     stdin = stdin or sys.stdin
@@ -54,8 +57,17 @@ async def run_console(
             continue
         for reply in await app.dispatch(_message(user, text), buttons=False):
             if reply.image is not None:
-                show(f"[Biểu đồ: {reply.image.filename}]")
-            show(plain_text(reply))
+                saved = _save_image(reply.image, charts_dir)
+                show(f"[{reply.image.caption or 'Hình ảnh'}: đã lưu tại {saved}]")
+            if reply.text or reply.footer:
+                show(plain_text(reply))
+
+
+def _save_image(image: Image, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{datetime.now():%Y%m%d-%H%M%S}-{image.filename}"
+    path.write_bytes(image.data)
+    return path
 
 
 def _message(user: str, text: str) -> IncomingMessage:

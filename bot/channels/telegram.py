@@ -173,6 +173,8 @@ class TelegramChannel:
                     caption=_html(caption[:CAPTION_LIMIT]) if caption else None,
                     parse_mode="HTML",
                 )
+            if reply.image is not None and not reply.text and not reply.buttons:
+                continue
             parts = render(reply)
             for index, part in enumerate(parts):
                 last = index == len(parts) - 1

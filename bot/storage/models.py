@@ -119,7 +119,8 @@ class PersonChannel(SQLModel, table=True):
 
 
 class Invite(SQLModel, table=True):
-    """An enrolment code, stored hashed; single-purpose (one unit, one role)."""
+    """An enrolment code, stored hashed; single-purpose (one unit, one role). With
+    ``person_id`` it links one more channel to that existing person instead."""
 
     __tablename__ = "invite"
 
@@ -127,6 +128,7 @@ class Invite(SQLModel, table=True):
     code_hash: str = Field(max_length=64, unique=True)
     unit_id: int = Field(foreign_key="unit.id", index=True)
     role: str = Field(max_length=20)
+    person_id: int | None = Field(default=None, foreign_key="person.id")
     max_uses: int = 1
     uses: int = 0
     expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,0 +1,75 @@
+"""Helpers shared by the command-line modules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from bot.storage.db import SessionFactory
+    from knowledge import Knowledge
+
+T = TypeVar("T")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def get_settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    return [
+        s.get_secret_value()
+        for s in (settings.telegram_bot_token, settings.zalo_bot_token, settings.webhook_secret)
+        if s is not None
+    ]
+
+
+def load_knowledge_or_exit(settings: Settings) -> Knowledge:
+    from knowledge import KnowledgeError, load_knowledge
+
+    try:
+        return load_knowledge(settings.knowledge_dir, cache_dir=settings.knowledge_cache_dir)
+    except KnowledgeError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        fail("the knowledge base is invalid; the assistant will not start on it (troly kb check)")
+
+
+def run_db(coro: Coroutine[Any, Any, T]) -> T:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        return asyncio.run(coro)
+    except (OperationalError, ProgrammingError) as exc:
+        fail(f"database error: {exc.orig}. Is the schema current? Run `troly db upgrade`.")
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[SessionFactory]:
+    """A session factory on the configured database, disposed at the end."""
+    from bot.storage.db import create_engine, make_session_factory
+
+    engine = create_engine(settings.database_url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        await engine.dispose()

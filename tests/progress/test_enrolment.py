@@ -1,0 +1,158 @@
+"""Enrolment by invitation code: hashed, single-purpose, expiring, rate-limited, and the same
+answer for every unusable code."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from bot.app import App
+from bot.cli import app as cli
+from bot.core import UserRef, utcnow
+from bot.storage.db import create_engine, make_session_factory
+from bot.storage.models import Invite, Person, PersonChannel
+from handlers.people import INVALID_CODE, TOO_MANY, create_invite, identify, looks_like_code
+from knowledge import Knowledge
+from tests.conftest import Chat, Clock
+from tests.progress.conftest import Enrol, build_tree, invite_code
+
+
+async def people(engine: AsyncEngine) -> list[tuple[Person, PersonChannel]]:
+    async with make_session_factory(engine)() as session:
+        rows = await session.exec(
+            select(Person, PersonChannel).where(PersonChannel.person_id == Person.id)
+        )
+        return list(rows.all())
+
+
+def test_code_shapes() -> None:
+    assert looks_like_code("TL-ABCDE-FGHJK")
+    assert looks_like_code("tl abcde fghjk")
+    assert not looks_like_code("TL-ABCDE-FGHJ0")  # 0 is not in the alphabet
+    assert not looks_like_code("dai hoi dang bo xa xong khi nao")
+    assert not looks_like_code(None)
+
+
+async def test_code_text_enrols_and_is_stored_hashed(tree: AsyncEngine, app: App) -> None:
+    code = await invite_code(tree, "HN.BD", "official")
+    chat = Chat(app, channel="zalo", user_id="6ede9afa66b88fe6d6a9")
+    text = await chat.say(code.lower().replace("-", " "))
+    assert "cán bộ báo cáo của Đảng ủy phường Ba Đình" in text
+    assert "/baocao" in text
+    [(person, link)] = await people(tree)
+    assert person.name == "Đồng chí"  # no display name on this fake message
+    assert (link.channel, link.user_id) == ("zalo", "6ede9afa66b88fe6d6a9")
+    async with make_session_factory(tree)() as session:
+        [invite] = (await session.exec(select(Invite))).all()
+    assert code.replace("-", "") not in invite.code_hash and len(invite.code_hash) == 64
+    assert invite.uses == 1
+
+
+async def test_telegram_deep_link_start(tree: AsyncEngine, app: App) -> None:
+    code = await invite_code(tree, "HN", "unit_admin")
+    chat = Chat(app, channel="telegram", user_id="42", buttons=True)
+    text = await chat.say(f"/start {code.replace('-', '')}")
+    assert "quản trị đơn vị của Đảng bộ thành phố Hà Nội" in text
+    assert "/tiendo" in text
+
+
+async def test_unusable_codes_all_get_the_same_answer(
+    tree: AsyncEngine, app: App, clock: Clock
+) -> None:
+    used = await invite_code(tree, "HN.BD", "official")
+    await Chat(app, user_id="first").say(used)
+    expired = await invite_code(tree, "HN.BD", "official", days=1, now=clock.now)
+    clock.advance(days=1, seconds=1)
+    chat = Chat(app, user_id="second")
+    for attempt in (used, expired, "TL-AAAAA-AAAAA"):
+        assert await chat.say(attempt) == INVALID_CODE
+    assert len(await people(tree)) == 1
+
+
+async def test_guessing_is_rate_limited(tree: AsyncEngine, app: App) -> None:
+    chat = Chat(app, user_id="guesser")
+    for guess in ("TL-AAAAA-AAAAB", "TL-AAAAA-AAAAC", "TL-AAAAA-AAAAD", "TL-AAAAA-AAAAE",
+                  "TL-AAAAA-AAAAF"):  # fmt: skip
+        assert await chat.say(guess) == INVALID_CODE
+    good = await invite_code(tree, "HN.BD", "official")
+    assert await chat.say(good) == TOO_MANY  # even a right code, for an hour
+    assert await people(tree) == []
+    other = Chat(app, user_id="someone-else")
+    assert "đã được ghi nhận là" in await other.say(good)
+
+
+async def test_a_multi_use_code(tree: AsyncEngine, app: App) -> None:
+    code = await invite_code(tree, "HN.BD", "official", uses=2)
+    for user in ("a", "b"):
+        assert "đã được ghi nhận là" in await Chat(app, user_id=user).say(code)
+    assert await Chat(app, user_id="c").say(code) == INVALID_CODE
+
+
+async def test_one_person_on_two_channels(tree: AsyncEngine, app: App, enrol: Enrol) -> None:
+    await enrol("HN.BD", "official", user_id="tg-1", channel="telegram")
+    async with make_session_factory(tree)() as session:
+        identity = await identify(session, UserRef("telegram", "tg-1"))
+        assert identity is not None
+        code = await create_invite(
+            session,
+            unit=identity.unit,
+            role=identity.role,
+            uses=1,
+            days=1,
+            created_by="test",
+            now=utcnow() - timedelta(days=400),  # the app's clock is in 2025
+            person=identity.person,
+        )
+        await session.commit()
+    assert "đã được ghi nhận" in await Chat(app, channel="zalo", user_id="zl-1").say(code)
+    pairs = await people(tree)
+    assert {(link.channel, link.user_id) for _, link in pairs} == {("telegram", "tg-1"),
+                                                                   ("zalo", "zl-1")}  # fmt: skip
+    assert len({person.id for person, _ in pairs}) == 1
+
+
+async def test_admin_invites_from_the_chat(tree: AsyncEngine, app: App, enrol: Enrol) -> None:
+    admin = await enrol("HN", "unit_admin", user_id="boss")
+    text = await admin.say("/moi HN.SS canbo 1 7")
+    assert "Mã mời: TL-" in text and "Đảng ủy xã Sóc Sơn" in text and "Hiệu lực: 7 ngày" in text
+    code = text.split("Mã mời: ")[1].split()[0]
+    assert "đã được ghi nhận là cán bộ báo cáo" in await Chat(app, user_id="new").say(code)
+    # Not outside the subtree, and not an admin code.
+    assert "chỉ tạo được mã mời" in await admin.say("/moi HP.CH canbo")
+    assert "Chỉ quản trị hệ thống" in await admin.say("/moi HN.SS admin")
+    official = await enrol("HN.BD", "official", user_id="worker")
+    assert "dành cho quản trị" in await official.say("/moi HN.BD canbo")
+
+
+def test_cli_invite_create(
+    sqlite_url: str, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async def prepare() -> None:
+        engine = create_engine(sqlite_url)
+        await build_tree(engine, knowledge)
+        await engine.dispose()
+
+    asyncio.run(prepare())
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "TroLyKetLuanBot")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["invite", "create", "--unit", "HN.BD", "--role", "official", "--uses", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    code = result.stdout.split("Mã mời: ")[1].split()[0]
+    assert f"https://t.me/TroLyKetLuanBot?start={code.replace('-', '')}" in result.stdout
+    assert f"nhắn mã {code}" in result.stdout
+    assert (
+        runner.invoke(cli, ["invite", "create", "--unit", "NOPE", "--role", "official"]).exit_code
+        == 1
+    )
+    assert runner.invoke(cli, ["invite", "create", "--unit", "HN", "--role", "boss"]).exit_code == 1

@@ -1,0 +1,149 @@
+"""`troly units import`: CSV and XLSX, all-or-nothing with `row N:` problems, re-imports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from typer.testing import CliRunner
+
+from bot.cli import app as cli
+from bot.core import utcnow
+from bot.storage.db import create_engine, make_session_factory
+from bot.storage.models import Unit
+from handlers.units import UnitImportError, apply_rows, read_rows
+from tests.progress.conftest import TREE
+
+HEADER = "code,name,level,parent_code\n"
+GOOD = HEADER + "".join(f"{c},{n},{lv},{p}\n" for c, n, lv, p in TREE)
+
+
+def write(tmp_path: Path, text: str, name: str = "units.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+async def units(engine: AsyncEngine) -> dict[str, Unit]:
+    async with make_session_factory(engine)() as session:
+        return {u.code: u for u in (await session.exec(select(Unit).order_by(col(Unit.id)))).all()}
+
+
+async def import_file(engine: AsyncEngine, path: Path) -> tuple[int, int]:
+    async with make_session_factory(engine)() as session:
+        result = await apply_rows(session, read_rows(path), utcnow())
+        await session.commit()
+        return result
+
+
+async def test_csv_import_builds_the_tree(db_url: str, tmp_path: Path) -> None:
+    engine = create_engine(db_url)
+    try:
+        assert await import_file(engine, write(tmp_path, GOOD)) == (len(TREE), 0)
+        stored = await units(engine)
+        assert stored["HN.BD"].name == "Đảng ủy phường Ba Đình"
+        assert stored["HN.BD"].parent_id == stored["HN"].id
+        assert stored["HN.BD.CB1"].path.startswith(stored["HN.BD"].path)
+        assert stored["HN.BD.CB1"].depth == 3
+        assert not stored["HP.CH"].path.startswith(stored["HN"].path)
+    finally:
+        await engine.dispose()
+
+
+async def test_xlsx_import_reads_everything_as_text(engine: AsyncEngine, tmp_path: Path) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["code", "name", "level", "parent_code"])
+    sheet.append(["TW", "Ban Chấp hành Trung ương", "trung_uong", None])
+    sheet.append([101, '=HYPERLINK("http://x","Đảng bộ")', "truc_thuoc_tw", "TW"])
+    path = tmp_path / "units.xlsx"
+    workbook.save(path)
+    assert await import_file(engine, path) == (2, 0)
+    stored = await units(engine)
+    assert stored["101"].name == '=HYPERLINK("http://x","Đảng bộ")'  # kept as text
+
+
+async def test_bom_and_semicolons(engine: AsyncEngine, tmp_path: Path) -> None:
+    text = GOOD.replace(",", ";")
+    path = write(tmp_path, text, encoding="utf-8-sig")
+    assert await import_file(engine, path) == (len(TREE), 0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [
+        ("X,Tên,tinh,TW\n", "row 9: unknown level 'tinh'"),
+        ("X,Tên,xa,KHONG\n", "row 9: unknown parent_code 'KHONG'"),
+        ("HN,Trùng,xa,TW\n", "row 9: duplicate code 'HN' (first on row 3)"),
+        (",Tên,xa,TW\n", "row 9: the code is empty"),
+        ("X,,xa,TW\n", "row 9: the name is empty"),
+        ("X Y,Tên,xa,TW\n", "row 9: code 'X Y' must be"),
+        ("X,Tên,xa,X\n", "row 9: a unit cannot be its own parent"),
+    ],
+)
+async def test_a_bad_row_rejects_the_whole_file(
+    engine: AsyncEngine, tmp_path: Path, rows: str, problem: str
+) -> None:
+    path = write(tmp_path, GOOD + rows)
+    with pytest.raises(UnitImportError) as caught:
+        await import_file(engine, path)
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+    assert await units(engine) == {}  # nothing changed
+
+
+async def test_cycle_through_existing_units_is_refused(engine: AsyncEngine, tmp_path: Path) -> None:
+    await import_file(engine, write(tmp_path, GOOD))
+    before = {c: (u.parent_id, u.path) for c, u in (await units(engine)).items()}
+    cyclic = HEADER + "HN,Đảng bộ thành phố Hà Nội,truc_thuoc_tw,HN.BD.CB1\n"
+    with pytest.raises(UnitImportError) as caught:
+        await import_file(engine, write(tmp_path, cyclic, "again.csv"))
+    assert caught.value.problems[0].startswith("row 2: the parents form a cycle: HN -> ")
+    assert {c: (u.parent_id, u.path) for c, u in (await units(engine)).items()} == before
+
+
+async def test_reimport_updates_names_and_parents(engine: AsyncEngine, tmp_path: Path) -> None:
+    await import_file(engine, write(tmp_path, GOOD))
+    first = await units(engine)
+    moved = HEADER + "HN.SS,Đảng ủy xã Sóc Sơn (mới),xa,HP\nHN.BD,Đảng ủy phường Ba Đình,xa,HN\n"
+    assert await import_file(engine, write(tmp_path, moved, "moved.csv")) == (0, 1)
+    after = await units(engine)
+    assert after["HN.SS"].id == first["HN.SS"].id  # same unit: history stays attached
+    assert after["HN.SS"].name == "Đảng ủy xã Sóc Sơn (mới)"
+    assert after["HN.SS"].path.startswith(after["HP"].path)
+    assert len(after) == len(TREE)  # units absent from the file are kept
+
+
+def test_missing_columns_and_bad_encoding(tmp_path: Path) -> None:
+    with pytest.raises(UnitImportError) as caught:
+        read_rows(write(tmp_path, "code,name\nA,B\n"))
+    assert caught.value.problems == [
+        "row 1: missing column(s) level, parent_code (expected code,name,level,parent_code)"
+    ]
+    path = tmp_path / "latin.csv"
+    path.write_bytes(HEADER.encode() + b"A,\xd0\xe0i h\xf4i,xa,\n")
+    with pytest.raises(UnitImportError) as caught:
+        read_rows(path)
+    assert caught.value.problems[0].startswith("row 2: not UTF-8")
+
+
+def test_cli_import_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    bad = runner.invoke(cli, ["units", "import", str(write(tmp_path, GOOD + "X,Y,tinh,TW\n"))])
+    assert bad.exit_code == 1
+    assert "row 9: unknown level 'tinh'" in bad.stdout
+    good = runner.invoke(cli, ["units", "import", str(write(tmp_path, GOOD, "ok.csv"))])
+    assert good.exit_code == 0, good.output
+    assert f"{len(TREE)} units created" in good.stdout
+    listing = runner.invoke(cli, ["units", "list"])
+    lines = listing.stdout.splitlines()
+    assert lines[0].startswith("Ban Chấp hành Trung ương [TW]")
+    assert lines.index(next(x for x in lines if "Ba Đình" in x)) < lines.index(
+        next(x for x in lines if "Sóc Sơn" in x)
+    )
