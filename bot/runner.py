@@ -68,10 +68,11 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def _serve(services: Services, stop: asyncio.Event) -> None:
     from bot.channels.telegram import TelegramChannel
+    from bot.channels.zalo import ZaloChannel
 
     settings = services.settings
     closers: list[Callable[[], Awaitable[None]]] = []
-    pollers: list[Awaitable[None]] = []
+    pollers: list[Callable[[], Awaitable[None]]] = []  # started once every channel is ready
     stoppers: list[Callable[[], Awaitable[None]]] = []
     web_app = web.Application()
     webhook = settings.webhook_base_url is not None
@@ -90,8 +91,24 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             if webhook:
                 telegram.register_webhook(web_app, secret)
             else:
-                pollers.append(telegram.run_polling())
+                pollers.append(telegram.run_polling)
                 stoppers.append(telegram.stop_polling)
+
+        zalo: ZaloChannel | None = None
+        if settings.zalo_bot_token is not None:
+            zalo = ZaloChannel(
+                services.app,
+                token=settings.zalo_bot_token.get_secret_value(),
+                api_base_url=settings.zalo_api_base_url,
+                poll_timeout=settings.zalo_poll_timeout,
+            )
+            closers.append(zalo.close)
+            await zalo.prepare()
+            if webhook:
+                zalo.register_webhook(web_app, secret)
+            else:
+                pollers.append(zalo.run_polling)
+                stoppers.append(zalo.stop_polling)
 
         runner: web.AppRunner | None = None
         if webhook:
@@ -104,8 +121,10 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             log.info("webhook server on %s:%s", settings.webhook_host, settings.webhook_port)
             if settings.telegram_bot_token is not None:
                 await telegram.set_webhook(settings.webhook_base_url or "", secret)
+            if zalo is not None:
+                await zalo.set_webhook(settings.webhook_base_url or "", secret)
 
-        tasks = [asyncio.create_task(_guard(p)) for p in pollers]
+        tasks = [asyncio.create_task(_guard(poll())) for poll in pollers]
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping")

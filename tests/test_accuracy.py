@@ -52,12 +52,13 @@ async def test_accuracy_floors(dataset: str, asker: Asker) -> None:
 # --------------------------------------------------------------------------- the ways in
 
 
-@pytest.fixture(params=["engine", "console", "telegram"])
-def asker(request: pytest.FixtureRequest, knowledge, app) -> Asker:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["engine", "console", "telegram", "zalo"])
+async def asker(request: pytest.FixtureRequest, knowledge, app):  # type: ignore[no-untyped-def]
     from tests.channels import engine_asker, shown_as_answer
 
     if request.param == "engine":
-        return engine_asker(knowledge)
+        yield engine_asker(knowledge)
+        return
     if request.param == "console":
         from tests.conftest import Chat
 
@@ -68,7 +69,23 @@ def asker(request: pytest.FixtureRequest, knowledge, app) -> Asker:  # type: ign
             text = await Chat(app, user_id=f"u{next(counter)}").say(question)
             return shown_as_answer(text), text
 
-        return ask_console
+        yield ask_console
+        return
+
+    if request.param == "zalo":
+        from tests.fakes.zalo_server import FakeZalo
+
+        # Update dicts through the adapter; what the fake Zalo server received is what counts.
+        async with FakeZalo.start(app) as zalo:
+            zalo_users = iter(range(10_000))
+
+            async def ask_zalo(question: str) -> tuple[bool, str]:
+                sent = await zalo.send_text(question, user_id=f"zalo-{next(zalo_users):06d}")
+                text = "\n".join(sent)
+                return shown_as_answer(text), text
+
+            yield ask_zalo
+        return
 
     from tests.fakes.telegram import FakeTelegram, plain
 
@@ -80,4 +97,4 @@ def asker(request: pytest.FixtureRequest, knowledge, app) -> Asker:  # type: ign
         text = "\n".join(plain(c.params.get("text", "")) for c in sent)
         return shown_as_answer(text), text
 
-    return ask_telegram
+    yield ask_telegram
