@@ -56,8 +56,8 @@ def test_tasks_list_adds_a_later_directive(tmp_path: Path, monkeypatch: pytest.M
     row = next(line for line in again.stdout.splitlines() if "tong-ket-nhiem-ky" in line)
     assert "no" in row.split("│")[-2]
     # A broken tasks file names its line; the assistant refuses to start on it.
-    (tasks_dir / "sai.yaml").write_text(LATER.replace("levels: [xa, truc_thuoc_tw]",
-                                                      "levels: [tinh]"), encoding="utf-8")  # fmt: skip
+    broken = LATER.replace("levels: [xa, truc_thuoc_tw]", "levels: [tinh]")
+    (tasks_dir / "sai.yaml").write_text(broken, encoding="utf-8")
     refused = runner.invoke(cli, ["tasks", "list"])
     assert refused.exit_code == 1
     assert "sai.yaml:8: deadline: unknown level 'tinh'" in refused.output
