@@ -33,14 +33,18 @@ def _rows() -> list[UnitRow]:
     rows = [UnitRow(2, "TW", "Ban Chấp hành Trung ương", "trung_uong", "")]
     for p in range(PROVINCES):
         province = f"T{p:02d}"
-        rows.append(UnitRow(len(rows) + 2, province, f"Đảng bộ tỉnh số {p + 1}", "truc_thuoc_tw", "TW"))
+        rows.append(
+            UnitRow(len(rows) + 2, province, f"Đảng bộ tỉnh số {p + 1}", "truc_thuoc_tw", "TW")
+        )
         for c in range(COMMUNES):
             commune = f"{province}.X{c:03d}"
             rows.append(
                 UnitRow(len(rows) + 2, commune, f"Đảng ủy xã {c + 1} tỉnh {p + 1}", "xa", province)
             )
             rows.extend(
-                UnitRow(len(rows) + 2 + g, f"{commune}.C{g:02d}", f"Chi bộ {g + 1}", "co_so", commune)
+                UnitRow(
+                    len(rows) + 2 + g, f"{commune}.C{g:02d}", f"Chi bộ {g + 1}", "co_so", commune
+                )
                 for g in range(GRASSROOTS)
             )
     return rows

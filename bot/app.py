@@ -27,9 +27,10 @@ from bot.render import numbered
 from bot.storage.db import AsyncSession, SessionFactory
 from bot.storage.models import Conversation, MessageLog
 from handlers import ROUTES, Context, Route, UserError
-from handlers.people import identify, mark_seen
+from handlers.people import identify
 from handlers.routing import HandlerResult
 from knowledge import Knowledge
+from scheduler.outbox import unblock
 
 __all__ = ["App", "FloodGuard", "sanitize_text"]
 
@@ -104,6 +105,7 @@ class App:
         bot_username: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         routes: Sequence[Route] = ROUTES,
+        push_window: Callable[[datetime], datetime] | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.sessions = sessions
@@ -113,6 +115,7 @@ class App:
         self.bot_username = bot_username
         self.clock = clock
         self.routes = tuple(routes)
+        self.push_window = push_window
         self._locks: weakref.WeakValueDictionary[UserRef, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -152,7 +155,7 @@ class App:
                 conversation = await _conversation(session, msg.user)
                 identity = await identify(session, msg.user)
                 if identity is not None:
-                    await mark_seen(session, msg.user)  # they write: pushes may reach them
+                    await unblock(session, msg.channel, msg.user_id)  # they write: pushes resume
                 notices: list[Reply] = []
                 if conversation.flow and now - conversation.updated_at > self.conversation_timeout:
                     conversation.flow = conversation.step = None
@@ -173,6 +176,7 @@ class App:
                         self.conversation_timeout.total_seconds() // 60
                     ),
                     identity=identity,
+                    push_window=self.push_window,
                 )
                 if early is not None:
                     entry.route = "choice_out_of_range"

@@ -30,7 +30,6 @@ __all__ = [
     "format_code",
     "identify",
     "looks_like_code",
-    "mark_seen",
     "redeem",
 ]
 
@@ -133,19 +132,6 @@ async def identify(session: AsyncSession, user: UserRef) -> Identity | None:
     )
     found = (await session.exec(statement)).first()
     return Identity(found[0], found[1]) if found is not None else None
-
-
-async def mark_seen(session: AsyncSession, user: UserRef) -> None:
-    """Someone wrote to us: pushes may reach them again (they unblocked the bot)."""
-    await session.exec(
-        update(PersonChannel)
-        .where(
-            col(PersonChannel.channel) == user.channel,
-            col(PersonChannel.user_id) == user.user_id,
-            col(PersonChannel.blocked_at).is_not(None),
-        )
-        .values(blocked_at=None)
-    )
 
 
 async def redeem(
