@@ -32,12 +32,14 @@ __all__ = ["register"]
 units_app = typer.Typer(help="The party hierarchy.", no_args_is_help=True)
 invite_app = typer.Typer(help="Invitation codes.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Tasks with deadlines.", no_args_is_help=True)
+broadcast_app = typer.Typer(help="Announcements to officials.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(units_app, name="units")
     app.add_typer(invite_app, name="invite")
     app.add_typer(tasks_app, name="tasks")
+    app.add_typer(broadcast_app, name="broadcast")
     app.command("report")(report)
 
 
@@ -298,3 +300,206 @@ def report(
         out.print(text, markup=False)
     if xlsx is not None:
         err.print(f"Workbook written: {xlsx}", markup=False)
+
+
+# --------------------------------------------------------------------------- broadcasts
+
+
+@broadcast_app.command("send")
+def broadcast_send(
+    to: Annotated[str, typer.Option("--to", help="all | level:LEVEL | unit:CODE | late:TASK")],
+    text_file: Annotated[Path, typer.Option("--text-file", help="The text (UTF-8).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Send without asking to confirm.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the delivery until done.")] = False,
+) -> None:
+    """Preview the recipients, confirm, and queue the announcement for the sender."""
+    from handlers.broadcast import (
+        MAX_TEXT,
+        AudienceError,
+        count_by_channel,
+        create_broadcast,
+        parse_audience,
+        recipients,
+    )
+    from scheduler.policy import PushPolicy
+
+    settings = get_settings()
+    if not text_file.is_file():
+        fail(f"{text_file}: no such file")
+    try:
+        text = text_file.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        fail(f"{text_file}: not UTF-8 text")
+    if not text:
+        fail(f"{text_file}: the text is empty")
+    if len(text) > MAX_TEXT:
+        fail(f"{text_file}: {len(text)} characters, at most {MAX_TEXT}")
+    try:
+        audience = parse_audience(to)
+    except AudienceError as exc:
+        fail(str(exc))
+    policy = PushPolicy.from_settings(settings)
+    now = utcnow()
+
+    async def preview() -> tuple[int, str, int]:
+        async with database(settings) as sessions, sessions() as session:
+            targets, unreachable = await recipients(
+                session, audience, scope=None, today=now.astimezone(settings.zone)
+            )
+            return len(targets), count_by_channel(targets), unreachable
+
+    try:
+        count, per_channel, unreachable = run_db(preview())
+    except AudienceError as exc:
+        fail(str(exc))
+    out.print(f"Audience {audience.spec}: {count} people ({per_channel or 'none'}).", markup=False)
+    if unreachable:
+        out.print(f"{unreachable} more blocked the bot and will not receive it.", markup=False)
+    start_at = policy.next_allowed(now)
+    if start_at > now:
+        out.print(
+            f"Quiet hours: delivery starts at {start_at.astimezone(settings.zone):%H:%M %d/%m/%Y}.",
+            markup=False,
+        )
+    if count == 0:
+        fail("nobody to send to")
+    if not yes and not typer.confirm(f"Send to {count} people?"):
+        fail("cancelled, nothing was queued", code=1)
+
+    async def send() -> int:
+        async with database(settings) as sessions, sessions() as session:
+            targets, _ = await recipients(
+                session, audience, scope=None, today=now.astimezone(settings.zone)
+            )
+            broadcast = await create_broadcast(
+                session,
+                text=text,
+                audience=audience,
+                targets=targets,
+                created_by="cli",
+                now=now,
+                not_before=start_at,
+            )
+            await session.commit()
+            assert broadcast.id is not None
+            return broadcast.id
+
+    broadcast_id = run_db(send())
+    out.print(
+        f"Broadcast #{broadcast_id} queued for {count} people; the running assistant "
+        f"(`troly run`) delivers it. Follow it: troly broadcast status {broadcast_id}",
+        markup=False,
+    )
+    if wait:
+        _follow(settings, broadcast_id)
+
+
+def _follow(settings: Settings, broadcast_id: int) -> None:
+    """A progress bar until the broadcast is done or cancelled."""
+    import time
+
+    from scheduler.outbox import BroadcastStatus, broadcast_status
+
+    async def poll() -> BroadcastStatus | None:
+        async with database(settings) as sessions, sessions() as session:
+            return await broadcast_status(session, broadcast_id)
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
+    ) as progress:
+        bar = progress.add_task("sending", total=None)
+        while True:
+            status = run_db(poll())
+            if status is None:
+                fail(f"no broadcast #{broadcast_id}")
+            done = status.sent + status.failed + status.blocked + status.cancelled
+            progress.update(
+                bar,
+                total=status.total,
+                completed=done,
+                description=f"#{broadcast_id}: {status.sent} sent, {status.failed} failed, "
+                f"{status.blocked} blocked",
+            )
+            if status.status != "sending":
+                break
+            time.sleep(1)
+    _print_status(broadcast_id, settings)
+
+
+@broadcast_app.command("status")
+def broadcast_status_command(
+    broadcast_id: Annotated[int | None, typer.Argument(help="Default: the latest ones.")] = None,
+) -> None:
+    """Progress and the final report of a broadcast (or a list of the latest)."""
+    settings = get_settings()
+    if broadcast_id is not None:
+        _print_status(broadcast_id, settings)
+        return
+    from sqlmodel import col, select
+
+    from bot.storage.models import Broadcast
+
+    async def latest() -> list[Broadcast]:
+        async with database(settings) as sessions, sessions() as session:
+            rows = await session.exec(
+                select(Broadcast).order_by(col(Broadcast.id).desc()).limit(20)
+            )
+            return list(rows.all())
+
+    table = Table(title="Broadcasts")
+    for column in ("#", "Created", "Audience", "By", "Recipients", "Status"):
+        table.add_column(column)
+    for b in run_db(latest()):
+        table.add_row(
+            str(b.id),
+            f"{b.created_at.astimezone(settings.zone):%d/%m/%Y %H:%M}",
+            b.audience,
+            b.created_by,
+            str(b.total),
+            b.status,
+        )
+    out.print(table)
+
+
+def _print_status(broadcast_id: int, settings: Settings) -> None:
+    from bot.storage.models import Broadcast
+    from scheduler.broadcasts import final_report
+    from scheduler.outbox import BroadcastStatus, broadcast_status
+
+    async def fetch() -> tuple[Broadcast | None, BroadcastStatus | None]:
+        async with database(settings) as sessions, sessions() as session:
+            return (
+                await session.get(Broadcast, broadcast_id),
+                await broadcast_status(session, broadcast_id),
+            )
+
+    broadcast, status = run_db(fetch())
+    if broadcast is None or status is None:
+        fail(f"no broadcast #{broadcast_id}")
+    if broadcast.status == "sending":
+        out.print(
+            f"Broadcast #{broadcast_id} ({broadcast.audience}): sending — {status.sent} sent, "
+            f"{status.pending + status.sending} waiting, {status.failed} failed, "
+            f"{status.blocked} blocked, of {status.total}.",
+            markup=False,
+        )
+    else:
+        out.print(final_report(broadcast, status), markup=False)
+
+
+@broadcast_app.command("cancel")
+def broadcast_cancel(broadcast_id: Annotated[int, typer.Argument()]) -> None:
+    """Stop a broadcast: what has not gone out yet is cancelled (within a second)."""
+    from scheduler.outbox import cancel_broadcast
+
+    settings = get_settings()
+
+    async def cancel() -> int:
+        async with database(settings) as sessions, sessions() as session:
+            stopped = await cancel_broadcast(session, broadcast_id, now=utcnow())
+            await session.commit()
+            return stopped
+
+    stopped = run_db(cancel())
+    out.print(f"Broadcast #{broadcast_id}: {stopped} queued messages cancelled.", markup=False)
+    _print_status(broadcast_id, settings)

@@ -68,7 +68,11 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def _serve(services: Services, stop: asyncio.Event) -> None:
     from bot.channels.telegram import TelegramChannel
-    from bot.channels.zalo import ZaloChannel
+    from bot.channels.zalo import ZaloChannel, ZaloTransport
+    from bot.core import Transport
+    from scheduler.leader import LeaderElection
+    from scheduler.service import push_service
+    from scheduler.transports import TelegramTransport
 
     settings = services.settings
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -77,6 +81,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
     web_app = web.Application()
     webhook = settings.webhook_base_url is not None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    transports: list[Transport] = []
 
     try:
         if settings.telegram_bot_token is not None:
@@ -88,6 +93,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             closers.append(telegram.close)
             await telegram.prepare()
             services.app.bot_username = settings.telegram_bot_username or telegram.username
+            transports.append(TelegramTransport(telegram.bot))
             if webhook:
                 telegram.register_webhook(web_app, secret)
             else:
@@ -104,6 +110,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             )
             closers.append(zalo.close)
             await zalo.prepare()
+            transports.append(ZaloTransport(zalo.client))
             if webhook:
                 zalo.register_webhook(web_app, secret)
             else:
@@ -124,15 +131,23 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             if zalo is not None:
                 await zalo.set_webhook(settings.webhook_base_url or "", secret)
 
+        # Reminders, digests and the outbox sender run in one process only: the leader.
+        election = LeaderElection(services.engine)
+        pushes = asyncio.create_task(
+            election.run(
+                push_service(settings, services.sessions, transports, services.policy), stop
+            )
+        )
         tasks = [asyncio.create_task(_guard(poll())) for poll in pollers]
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping")
+        stop.set()
         for stopper in stoppers:
             await stopper()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=10)
+        for task in [*tasks, pushes]:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, timeout=15)
         waiter.cancel()
     finally:
         for closer in reversed(closers):

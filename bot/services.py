@@ -19,6 +19,7 @@ from bot.storage.db import (
 )
 from handlers.tasks import load_task_specs, sync_tasks
 from knowledge import Knowledge, KnowledgeError, load_knowledge
+from scheduler.policy import PushPolicy
 
 __all__ = [
     "SchemaError",
@@ -56,6 +57,7 @@ class Services:
     engine: AsyncEngine
     sessions: SessionFactory
     app: App
+    policy: PushPolicy
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -87,6 +89,7 @@ async def build_services(
     except BaseException:
         await engine.dispose()
         raise
+    policy = PushPolicy.from_settings(settings)
     app = App(
         knowledge=knowledge,
         sessions=sessions,
@@ -94,5 +97,6 @@ async def build_services(
         flood_limit=settings.flood_limit_per_minute,
         conversation_timeout_minutes=settings.conversation_timeout_minutes,
         bot_username=settings.telegram_bot_username,
+        push_window=policy.next_allowed,
     )
-    return Services(settings, knowledge, engine, sessions, app)
+    return Services(settings, knowledge, engine, sessions, app, policy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,6 +56,19 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
+
+    # Pushes: reminders, escalations, digests, broadcasts
+    reminder_offsets_days: str = "7,3,1,0"  # days before the deadline (0: its morning)
+    reminder_time: str = "08:00"
+    overdue_every_days: int = Field(default=3, ge=1)
+    overdue_max_reminders: int = Field(default=3, ge=0)
+    quiet_hours: str = "21:00-07:00"  # local; empty for none
+    non_working_days: str = ""  # e.g. "sun" or "sat,sun,2025-09-02"
+    misfire_grace_hours: float = Field(default=12.0, ge=0)
+    weekly_digest: str = "mon 08:00"  # empty: no digest
+    telegram_rate: float = Field(default=25.0, gt=0)  # messages per second, whole bot
+    zalo_rate: float = Field(default=10.0, gt=0)
+    per_chat_interval: float = Field(default=1.0, ge=0)  # seconds between two to one chat
 
     # Conversation behaviour
     flood_limit_per_minute: int = Field(default=20, ge=1)
@@ -118,6 +132,57 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return upper
 
+    @field_validator("reminder_offsets_days")
+    @classmethod
+    def _offsets(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() and int(p) <= 365 for p in parts):
+            raise ValueError("must be whole numbers of days separated by commas, e.g. 7,3,1,0")
+        return ",".join(parts)
+
+    @field_validator("reminder_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        _parse_time(value)
+        return value.strip()
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            start, sep, end = value.partition("-")
+            if not sep:
+                raise ValueError("must look like 21:00-07:00 (or be empty)")
+            _parse_time(start)
+            _parse_time(end)
+        return value
+
+    @field_validator("non_working_days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        for part in (p.strip().lower() for p in value.split(",") if p.strip()):
+            if part in _WEEKDAYS:
+                continue
+            try:
+                date.fromisoformat(part)
+            except ValueError:
+                raise ValueError(
+                    f"{part!r} is neither a weekday (mon..sun) nor a date YYYY-MM-DD"
+                ) from None
+        return value.strip()
+
+    @field_validator("weekly_digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value:
+            day, _, at = value.partition(" ")
+            if day not in _WEEKDAYS:
+                raise ValueError("must look like 'mon 08:00' (or be empty)")
+            _parse_time(at)
+        return value
+
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:
         if self.webhook_base_url and self.webhook_secret is None:
@@ -138,6 +203,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _parse_time(value: str) -> time:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise ValueError(f"{value!r} is not a time of day like 08:00")
+    return time(int(match.group(1)), int(match.group(2)))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from handlers import admin, basic, progress, qa
+from handlers import admin, basic, broadcast, progress, qa
 from handlers.context import Context, UserError
 from handlers.people import looks_like_code
 from handlers.routing import Handler, HandlerResult, Route
@@ -22,11 +22,14 @@ ROUTES: tuple[Route, ...] = (
     Route("baocao", progress.start, commands=frozenset({"baocao"})),
     Route("tiendo", admin.progress_view, commands=frozenset({"tiendo"})),
     Route("invite", admin.invite, commands=frozenset({"moi"})),
+    Route("broadcast", broadcast.start, commands=frozenset({"thongbao"})),
     Route("qa_pick", qa.pick_suggestion, payload_prefix=qa.SUGGESTION_PREFIX),
     Route("baocao_step", progress.on_button, payload_prefix=progress.PREFIX),
+    Route("broadcast_step", broadcast.on_button, payload_prefix=broadcast.PREFIX),
     Route("unknown_command", basic.unknown_command, when=lambda m, _: m.command is not None),
     Route("stale_button", basic.stale_button, kinds=frozenset({"button"})),
     Route("baocao_text", progress.on_text, flow=progress.FLOW),
+    Route("broadcast_text", broadcast.on_text, flow=broadcast.FLOW),
     Route("enrol", admin.enrol, when=lambda m, _: looks_like_code(m.text)),
     Route(
         "progress_statement",

@@ -96,6 +96,7 @@ def _commands_for(identity: Identity | None) -> str:
         if identity.role in {"unit_admin", "admin"}:
             lines.append("/tiendo [mã đơn vị] — xem tiến độ các đơn vị")
             lines.append("/moi <mã đơn vị> [canbo|quantri] — tạo mã mời")
+            lines.append("/thongbao — gửi thông báo cho cán bộ")
         lines.append("/toi — thông tin tài khoản")
         lines.append("/huy — hủy thao tác đang làm")
     lines.append("/help — hướng dẫn sử dụng")

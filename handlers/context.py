@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ class Context:
     bot_username: str | None = None
     conversation_timeout_minutes: int = 30
     identity: Identity | None = None  # the enrolled person writing, if any
+    # The first moment a push may go out from a given time (quiet hours, days off).
+    push_window: Callable[[datetime], datetime] | None = None
 
     @property
     def local_now(self) -> datetime:

@@ -173,6 +173,15 @@ async def start(msg: IncomingMessage, ctx: Context) -> Reply:
     return await _task_menu(ctx, unit)
 
 
+async def _start_with_task(ctx: Context, identity: Identity, task_id: str) -> Reply:
+    unit = identity.unit
+    task = await ctx.session.get(Task, int(task_id)) if task_id.isdigit() else None
+    if task is None or not task.active or unit.level not in task.levels:
+        return await _task_menu(ctx, unit)
+    _set(ctx, "status", unit_id=unit.id, nonce=secrets.token_hex(6), task_id=task.id)
+    return _status_menu(task, unit)
+
+
 async def _task_menu(ctx: Context, unit: Unit) -> Reply:
     assert unit.id is not None
     tasks = await applicable_tasks(ctx.session, unit.level)
@@ -268,6 +277,8 @@ async def on_button(msg: IncomingMessage, ctx: Context) -> Reply:
         return Reply(text="Đã hủy. Chưa có gì được ghi nhận.")
     if action == "ok":
         return await _confirm(ctx, identity, value, note=None, done_on=None)
+    if action == "go":  # "Báo cáo ngay" under a reminder: straight to this task's status
+        return await _start_with_task(ctx, identity, value)
     if ctx.conversation.flow != FLOW:
         raise UserError("Phiên báo cáo đã kết thúc. Đồng chí gõ /baocao để bắt đầu lại.")
     unit, task = await _load(ctx)

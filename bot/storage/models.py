@@ -5,13 +5,25 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from bot.core import utcnow
 from bot.storage.types import UTCDateTime
 
 __all__ = [
+    "SCHEDULER_JOBS",
     "Broadcast",
     "Conversation",
     "Invite",
@@ -22,6 +34,7 @@ __all__ = [
     "PersonChannel",
     "ProgressEvent",
     "ProgressStatus",
+    "ReminderRun",
     "Task",
     "Unit",
 ]
@@ -254,3 +267,30 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+class ReminderRun(SQLModel, table=True):
+    """A reminder round that has fired (its APScheduler job id). Inserted in the same
+    transaction as the round's pushes: a second fire of the same round (two schedulers, a
+    re-planned job after a restart) finds it and does nothing, and planning skips it."""
+
+    __tablename__ = "reminder_run"
+
+    key: str = Field(primary_key=True, max_length=191)
+    fired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    reminders: int = 0
+    escalations: int = 0
+
+
+# APScheduler 3's SQLAlchemyJobStore table, declared here so that Alembic manages it like
+# every other table (the job store then finds it and creates nothing).
+SCHEDULER_JOBS = Table(
+    "apscheduler_jobs",
+    SQLModel.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

@@ -16,6 +16,7 @@ from bot.storage.models import ProgressEvent, ProgressStatus, Task, Unit
 from handlers.progress import NOT_ENROLLED, is_progress_statement
 from tests.conftest import Chat, Clock, make_app
 from tests.fakes.telegram import FakeTelegram, plain
+from tests.helpers import numbered_choice
 from tests.progress.conftest import Enrol, invite_code
 
 
@@ -30,15 +31,6 @@ async def status_of(engine: AsyncEngine, unit_code: str, task_code: str) -> Prog
         unit = (await session.exec(select(Unit).where(Unit.code == unit_code))).one()
         task = (await session.exec(select(Task).where(Task.code == task_code))).one()
         return await session.get(ProgressStatus, (unit.id, task.id))
-
-
-def numbered_choice(text: str, label: str) -> str:
-    """The number an official would type to pick ``label``."""
-    for line in text.splitlines():
-        number, _, rest = line.partition(". ")
-        if number.isdigit() and rest.startswith(label):
-            return number
-    raise AssertionError(f"no choice {label!r} in:\n{text}")
 
 
 async def test_numbered_flow_records_one_event(tree: AsyncEngine, enrol: Enrol) -> None:

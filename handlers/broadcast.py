@@ -1,0 +1,420 @@
+"""Admin announcements: who receives them (audiences) and the /thongbao flow.
+
+Audiences: everyone; a level; a unit's subtree; the units late on a task. A unit admin's
+audience is always cut to their own subtree. Each person receives one copy, on their most
+recently linked channel that has not blocked the bot. Delivery itself (rate limits,
+retries, cancellation) is the outbox sender's.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.core import Button, IncomingMessage, Reply
+from bot.storage.models import Broadcast, Person, PersonChannel, ProgressStatus, Task, Unit
+from handlers.context import Context, UserError
+from handlers.formatting import vn_date, vn_datetime, vn_number
+from handlers.people import Identity
+from handlers.tasks import applicable_tasks, short_title
+from handlers.units import LEVEL_NAMES, path_range, unit_by_code
+from knowledge import LEVELS
+from scheduler.outbox import Push, broadcast_status, cancel_broadcast, enqueue_many
+
+__all__ = [
+    "PREFIX",
+    "Audience",
+    "AudienceError",
+    "create_broadcast",
+    "describe",
+    "on_button",
+    "on_text",
+    "parse_audience",
+    "recipients",
+    "start",
+]
+
+FLOW = "thongbao"
+PREFIX = "tb:"
+MAX_TEXT = 3000
+CHANNEL_NAMES = {"telegram": "Telegram", "zalo": "Zalo", "console": "máy tính"}
+
+
+class AudienceError(ValueError):
+    """An audience that cannot be used; the message is Vietnamese, for the admin."""
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    kind: str  # all, level, unit, late
+    value: str = ""
+
+    @property
+    def spec(self) -> str:
+        return self.kind if self.kind == "all" else f"{self.kind}:{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    person_id: int
+    channel: str
+    chat_id: str
+
+
+def parse_audience(spec: str) -> Audience:
+    """``all``, ``level:LEVEL``, ``unit:CODE`` or ``late:TASK``."""
+    kind, _, value = spec.strip().partition(":")
+    kind, value = kind.lower(), value.strip()
+    if kind == "all" and not value:
+        return Audience("all")
+    if kind == "level" and value in LEVELS:
+        return Audience("level", value)
+    if kind in {"unit", "late"} and value:
+        return Audience(kind, value)
+    raise AudienceError(
+        f"Đối tượng không hợp lệ: {spec!r}. Dùng all, level:<cấp> ({', '.join(LEVELS)}), "
+        "unit:<mã đơn vị> hoặc late:<mã nhiệm vụ>."
+    )
+
+
+async def recipients(
+    session: AsyncSession, audience: Audience, *, scope: Unit | None, today: datetime
+) -> tuple[list[Target], int]:
+    """The people the audience reaches within ``scope`` (None: everyone), one channel each;
+    also how many of them are unreachable (they blocked the bot everywhere)."""
+    statement = (
+        select(PersonChannel)
+        .join(Person, col(Person.id) == col(PersonChannel.person_id))
+        .join(Unit, col(Unit.id) == col(Person.unit_id))
+        .where(col(Person.active))
+    )
+    if scope is not None:
+        low, high = path_range(scope)
+        statement = statement.where(col(Unit.path) >= low, col(Unit.path) < high)
+    if audience.kind == "level":
+        statement = statement.where(col(Unit.level) == audience.value)
+    elif audience.kind == "unit":
+        unit = await unit_by_code(session, audience.value)
+        if unit is None:
+            raise AudienceError(f"Không tìm thấy đơn vị có mã {audience.value}.")
+        if scope is not None and not unit.path.startswith(scope.path):
+            raise AudienceError("Đơn vị này không thuộc phạm vi đồng chí quản lý.")
+        low, high = path_range(unit)
+        statement = statement.where(col(Unit.path) >= low, col(Unit.path) < high)
+    elif audience.kind == "late":
+        task = (await session.exec(select(Task).where(Task.code == audience.value))).first()
+        if task is None:
+            raise AudienceError(f"Không tìm thấy nhiệm vụ có mã {audience.value}.")
+        if task.due >= today.date():
+            raise AudienceError(
+                f"Nhiệm vụ này chưa đến hạn ({vn_date(task.due)}): chưa có đơn vị quá hạn."
+            )
+        statement = statement.outerjoin(
+            ProgressStatus,
+            and_(
+                col(ProgressStatus.unit_id) == col(Unit.id),
+                col(ProgressStatus.task_id) == task.id,
+            ),
+        ).where(
+            col(Unit.level).in_(task.levels),
+            or_(col(ProgressStatus.status).is_(None), col(ProgressStatus.status) != "done"),
+        )
+    newest: dict[int, tuple[datetime, Target]] = {}
+    everyone: set[int] = set()
+    for link in (await session.exec(statement)).all():
+        everyone.add(link.person_id)
+        if link.blocked_at is not None:
+            continue
+        if link.person_id not in newest or link.linked_at > newest[link.person_id][0]:
+            newest[link.person_id] = (
+                link.linked_at,
+                Target(link.person_id, link.channel, link.chat_id),
+            )
+    targets = [target for _, target in newest.values()]
+    return targets, len(everyone) - len(targets)
+
+
+def describe(audience: Audience, names: dict[str, str]) -> str:
+    if audience.kind == "all":
+        return "tất cả cán bộ trong phạm vi"
+    if audience.kind == "level":
+        return f"cán bộ các đơn vị {LEVEL_NAMES[audience.value].lower()}"
+    if audience.kind == "unit":
+        return f"cán bộ {names.get(audience.value, audience.value)} và các đơn vị trực thuộc"
+    return f"cán bộ các đơn vị quá hạn nhiệm vụ «{names.get(audience.value, audience.value)}»"
+
+
+async def create_broadcast(
+    session: AsyncSession,
+    *,
+    text: str,
+    audience: Audience,
+    targets: list[Target],
+    created_by: str,
+    now: datetime,
+    not_before: datetime | None = None,
+) -> Broadcast:
+    """The broadcast row and one outbox row per target (keyed: planning twice sends once)."""
+    broadcast = Broadcast(
+        text=text, audience=audience.spec, created_by=created_by, created_at=now, total=0
+    )
+    session.add(broadcast)
+    await session.flush()
+    assert broadcast.id is not None
+    await enqueue_many(
+        session,
+        [
+            Push(
+                kind="broadcast",
+                channel=t.channel,
+                chat_id=t.chat_id,
+                person_id=t.person_id,
+                text=text,
+                broadcast_id=broadcast.id,
+                idempotency_key=f"broadcast:{broadcast.id}:{t.channel}:{t.chat_id}",
+                not_before=not_before,
+            )
+            for t in targets
+        ],
+        now=now,
+    )
+    broadcast.total = len({(t.channel, t.chat_id) for t in targets})
+    if broadcast.total == 0:
+        broadcast.status, broadcast.finished_at = "done", now
+    session.add(broadcast)
+    await session.flush()
+    return broadcast
+
+
+def count_by_channel(targets: list[Target]) -> str:
+    counts = Counter(t.channel for t in targets)
+    return ", ".join(
+        f"{CHANNEL_NAMES.get(channel, channel)}: {vn_number(n)}"
+        for channel, n in sorted(counts.items())
+    )
+
+
+# --------------------------------------------------------------------------- the chat flow
+
+
+def _manager(ctx: Context) -> Identity:
+    identity = ctx.identity
+    if identity is None or identity.role not in {"unit_admin", "admin"}:
+        raise UserError("Chức năng gửi thông báo dành cho quản trị đơn vị và quản trị hệ thống.")
+    return identity
+
+
+def _scope(identity: Identity) -> Unit | None:
+    return None if identity.role == "admin" else identity.unit
+
+
+def _set(ctx: Context, step: str, **data: object) -> None:
+    ctx.conversation.flow = FLOW
+    ctx.conversation.step = step
+    ctx.conversation.data = {**(ctx.conversation.data or {}), **data}
+
+
+def _reset(ctx: Context) -> None:
+    ctx.conversation.flow = ctx.conversation.step = None
+    ctx.conversation.data = {}
+
+
+CANCEL = (Button("Hủy", f"{PREFIX}x"),)
+
+
+async def start(msg: IncomingMessage, ctx: Context) -> Reply:
+    """``/thongbao``: write the text, choose the audience, preview, confirm."""
+    identity = _manager(ctx)
+    _reset(ctx)
+    _set(ctx, "text", nonce=secrets.token_hex(6))
+    where = "toàn hệ thống" if identity.role == "admin" else identity.unit.name
+    return Reply(
+        text=(
+            f"Gửi thông báo ({where}). Đồng chí gõ nội dung thông báo "
+            f"(tối đa {vn_number(MAX_TEXT)} ký tự):"
+        ),
+        buttons=(CANCEL,),
+    )
+
+
+async def on_text(msg: IncomingMessage, ctx: Context) -> Reply:
+    identity = _manager(ctx)
+    step = ctx.conversation.step
+    text = (msg.text or "").strip()
+    if step == "text":
+        if not text:
+            return Reply(text="Nội dung thông báo đang trống. Đồng chí gõ lại nội dung:")
+        if len(text) > MAX_TEXT:
+            return Reply(
+                text=f"Nội dung dài {vn_number(len(text))} ký tự, tối đa {vn_number(MAX_TEXT)}. "
+                "Đồng chí rút gọn rồi gửi lại:"
+            )
+        _set(ctx, "audience", text=text)
+        return _audience_menu()
+    if step == "unit":
+        return await _preview(ctx, identity, Audience("unit", text))
+    return Reply(text="Đồng chí vui lòng chọn ở trên (hoặc gõ /huy để hủy).")
+
+
+def _audience_menu() -> Reply:
+    return Reply(
+        text="Gửi cho ai?",
+        buttons=(
+            (Button("Tất cả cán bộ", f"{PREFIX}a:all"),),
+            (Button("Theo cấp", f"{PREFIX}a:level"),),
+            (Button("Một đơn vị và cấp dưới (gõ mã)", f"{PREFIX}a:unit"),),
+            (Button("Đơn vị quá hạn một nhiệm vụ", f"{PREFIX}a:late"),),
+            CANCEL,
+        ),
+    )
+
+
+async def on_button(msg: IncomingMessage, ctx: Context) -> Reply:
+    identity = _manager(ctx)
+    action, _, value = (msg.payload or "").removeprefix(PREFIX).partition(":")
+    if action == "x":
+        _reset(ctx)
+        return Reply(text="Đã hủy, không gửi thông báo nào.")
+    if action == "stop":
+        return await _stop(ctx, identity, value)
+    if action == "ok":
+        return await _send(ctx, identity, value)
+    if ctx.conversation.flow != FLOW:
+        raise UserError("Phiên soạn thông báo đã kết thúc. Đồng chí gõ /thongbao để bắt đầu lại.")
+    if action == "a" and value == "back":
+        _set(ctx, "audience")
+        return _audience_menu()
+    if action == "a" and value == "all":
+        return await _preview(ctx, identity, Audience("all"))
+    if action == "a" and value == "level":
+        return Reply(
+            text="Chọn cấp:",
+            buttons=(
+                *((Button(name, f"{PREFIX}l:{key}"),) for key, name in LEVEL_NAMES.items()),
+                CANCEL,
+            ),
+        )
+    if action == "a" and value == "unit":
+        _set(ctx, "unit")
+        return Reply(text="Đồng chí gõ mã đơn vị (ví dụ: HN.BD):", buttons=(CANCEL,))
+    if action == "a" and value == "late":
+        today = ctx.local_now.date()
+        late = [t for t in await applicable_tasks(ctx.session) if t.due < today]
+        if not late:
+            return Reply(text="Chưa có nhiệm vụ nào quá hạn.", buttons=(CANCEL,))
+        return Reply(
+            text="Chọn nhiệm vụ:",
+            buttons=(*((Button(short_title(t), f"{PREFIX}k:{t.code}"),) for t in late), CANCEL),
+        )
+    if action == "l" and value in LEVELS:
+        return await _preview(ctx, identity, Audience("level", value))
+    if action == "k" and value:
+        return await _preview(ctx, identity, Audience("late", value))
+    raise UserError("Lựa chọn này không còn hiệu lực. Đồng chí gõ /thongbao để bắt đầu lại.")
+
+
+async def _names(session: AsyncSession, audience: Audience) -> dict[str, str]:
+    if audience.kind == "unit":
+        unit = await unit_by_code(session, audience.value)
+        return {audience.value: unit.name} if unit else {}
+    if audience.kind == "late":
+        task = (await session.exec(select(Task).where(Task.code == audience.value))).first()
+        return {audience.value: task.title} if task else {}
+    return {}
+
+
+async def _preview(ctx: Context, identity: Identity, audience: Audience) -> Reply:
+    try:
+        targets, unreachable = await recipients(
+            ctx.session, audience, scope=_scope(identity), today=ctx.local_now
+        )
+    except AudienceError as exc:
+        return Reply(text=str(exc), buttons=(CANCEL,))
+    text = str((ctx.conversation.data or {}).get("text", ""))
+    _set(ctx, "confirm", audience=audience.spec)
+    who = describe(audience, await _names(ctx.session, audience))
+    lines = [
+        "Xem trước thông báo:",
+        "———",
+        text,
+        "———",
+        f"Gửi cho {who}: {vn_number(len(targets))} người"
+        + (f" ({count_by_channel(targets)})." if targets else "."),
+    ]
+    if unreachable:
+        lines.append(f"{vn_number(unreachable)} người đã chặn trợ lý nên sẽ không nhận được.")
+    if not targets:
+        lines.append("Không có ai để gửi. Đồng chí chọn đối tượng khác.")
+        return Reply(
+            text="\n".join(lines), buttons=((Button("Chọn lại", f"{PREFIX}a:back"),), CANCEL)
+        )
+    nonce = str((ctx.conversation.data or {}).get("nonce", ""))
+    return Reply(
+        text="\n".join(lines),
+        buttons=(
+            (Button(f"Gửi cho {vn_number(len(targets))} người", f"{PREFIX}ok:{nonce}"),),
+            CANCEL,
+        ),
+    )
+
+
+async def _send(ctx: Context, identity: Identity, nonce: str) -> Reply:
+    data = ctx.conversation.data or {}
+    if ctx.conversation.step != "confirm" or data.get("nonce") != nonce:
+        if data.get("sent_nonce") == nonce:  # "Gửi" pressed twice
+            return Reply(
+                text=f"Thông báo #{data.get('broadcast_id')} đã được gửi trước đó, không gửi lại."
+            )
+        raise UserError("Phiên soạn thông báo đã kết thúc. Đồng chí gõ /thongbao để bắt đầu lại.")
+    audience = parse_audience(str(data["audience"]))
+    targets, _ = await recipients(
+        ctx.session, audience, scope=_scope(identity), today=ctx.local_now
+    )
+    broadcast = await create_broadcast(
+        ctx.session,
+        text=str(data["text"]),
+        audience=audience,
+        targets=targets,
+        created_by=f"person:{identity.person.id}",
+        now=ctx.now,
+        not_before=ctx.push_window(ctx.now) if ctx.push_window else None,
+    )
+    _reset(ctx)
+    ctx.conversation.data = {"sent_nonce": nonce, "broadcast_id": broadcast.id}
+    ctx.log.route = "broadcast_created"
+    when = ""
+    if ctx.push_window is not None:
+        start_at = ctx.push_window(ctx.now)
+        if start_at > ctx.now:
+            local = vn_datetime(start_at.astimezone(ctx.zone))
+            when = f" Đang ngoài giờ gửi tin: sẽ bắt đầu gửi lúc {local}."
+    return Reply(
+        text=(
+            f"Đã xếp lịch gửi thông báo #{broadcast.id} cho {vn_number(broadcast.total)} người."
+            f"{when} Tôi sẽ báo tiến độ và kết quả khi gửi xong."
+        ),
+        buttons=((Button("Dừng gửi", f"{PREFIX}stop:{broadcast.id}"),),),
+    )
+
+
+async def _stop(ctx: Context, identity: Identity, value: str) -> Reply:
+    broadcast = await ctx.session.get(Broadcast, int(value)) if value.isdigit() else None
+    if broadcast is None:
+        raise UserError("Không tìm thấy thông báo này.")
+    if identity.role != "admin" and broadcast.created_by != f"person:{identity.person.id}":
+        raise UserError("Đồng chí chỉ dừng được thông báo do mình gửi.")
+    stopped = await cancel_broadcast(ctx.session, broadcast.id or 0, now=ctx.now)
+    status = await broadcast_status(ctx.session, broadcast.id or 0)
+    sent = status.sent if status else 0
+    if not stopped and broadcast.status != "cancelled":
+        return Reply(text=f"Thông báo #{broadcast.id} đã gửi xong ({vn_number(sent)} người nhận).")
+    return Reply(
+        text=f"Đã dừng thông báo #{broadcast.id}: {vn_number(sent)}/{vn_number(broadcast.total)} "
+        f"người đã nhận; {vn_number(stopped)} tin chưa gửi đã được hủy."
+    )
