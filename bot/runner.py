@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from bot.services import Services, build_services
 from bot.settings import Settings
 from knowledge import Knowledge
 
-__all__ = ["HOW_TO_CONFIGURE", "run_assistant", "run_terminal"]
+__all__ = ["HOW_TO_CONFIGURE", "freeze_startup_heap", "run_assistant", "run_terminal"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,14 @@ To serve officials on Telegram, create a bot with @BotFather and set
 and for Zalo, create a bot on the Zalo Bot Platform and set
     ZALO_BOT_TOKEN=...
 in the environment or in a .env file, then run `make run` again (see README)."""
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up built (imported modules, the knowledge base and its index: some
+    270,000 objects) out of the garbage collector's scans for the life of the process. At
+    high push rates those scans were a tenth of the sender's CPU (``make bench``)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def run_terminal(settings: Settings, knowledge: Knowledge) -> None:
@@ -54,6 +63,7 @@ async def run_assistant(
             return
         stop = stop or asyncio.Event()
         _install_signal_handlers(stop)
+        freeze_startup_heap()
         await _serve(services, stop)
     finally:
         await services.close()

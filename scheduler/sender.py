@@ -134,14 +134,17 @@ class _Channel:
 
 
 class _Writer:
-    """Commits outcomes in groups: what accumulated during the previous commit and ``window``."""
+    """Commits outcomes in groups: what accumulated during the previous commit and up to
+    ``window`` seconds more, or sooner once ``group`` outcomes wait (each holds an in-flight
+    slot until it is committed: waiting for a full window would starve the channel)."""
 
     def __init__(self, sender: Sender, *, window: float, group: int = 500) -> None:
         self._sender = sender
         self._window = window
-        self._group = group
+        self._group = max(1, group)
         self._queue: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._ready = asyncio.Event()
+        self._full = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -150,6 +153,8 @@ class _Writer:
         self._queue.append((outcome, future))
         self._idle.clear()
         self._ready.set()
+        if len(self._queue) >= self._group:
+            self._full.set()
         return future
 
     async def flushed(self) -> None:
@@ -160,9 +165,12 @@ class _Writer:
         while True:
             await self._ready.wait()
             if self._window > 0 and len(self._queue) < self._group:
-                await asyncio.sleep(self._window)  # let a few more outcomes join this commit
+                # let more outcomes join this commit
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), timeout=self._window)
             batch, self._queue = self._queue, []
             self._ready.clear()
+            self._full.clear()
             while True:
                 try:
                     await self._sender._commit([o for o, _ in batch])
@@ -198,7 +206,7 @@ class Sender:
         poll_interval: float = 1.0,
         cancel_check_interval: float = 0.25,
         delivery_timeout: float = 60.0,
-        commit_window: float = 0.01,
+        commit_window: float = 0.05,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
@@ -246,7 +254,9 @@ class Sender:
         if recovered:
             log.info("sender: %d claimed push(es) from a previous run back to pending", recovered)
         self._open.clear()
-        writer = self._writer = _Writer(self, window=self.commit_window)
+        # Commit once half of the slots wait for it (or after the window).
+        group = min((c.limits.max_in_flight for c in self._channels.values()), default=2) // 2
+        writer = self._writer = _Writer(self, window=self.commit_window, group=group)
         helpers = [
             asyncio.create_task(writer.run(), name="outbox-writer"),
             asyncio.create_task(self._watch_cancellations(), name="outbox-cancel-watch"),
