@@ -4,6 +4,7 @@ organisations (44,041 units), the knowledge base's 5 tasks, random reports, on S
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import statistics
 import tempfile
@@ -17,6 +18,7 @@ from sqlmodel import select
 
 from bot.app import App
 from bot.core import IncomingMessage, utcnow
+from bot.runner import freeze_startup_heap
 from bot.services import sync_task_definitions
 from bot.storage.db import create_engine, make_session_factory, upgrade_database
 from bot.storage.models import ProgressEvent, ProgressStatus, Task, Unit
@@ -128,6 +130,7 @@ async def _run(directory: Path) -> None:
 
         await app.dispatch(message(code), buttons=True)
         await app.dispatch(message("/tiendo"), buttons=True)  # warm-up (imports, caches)
+        freeze_startup_heap()  # as `troly run` does once started
 
         rollups, whole = [], []
         for _ in range(10):
@@ -139,9 +142,12 @@ async def _run(directory: Path) -> None:
             t0 = time.perf_counter()
             replies = await app.dispatch(message("/tiendo"), buttons=True)
             whole.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        png = chart_png(rollup)
-        chart_ms = (time.perf_counter() - t0) * 1000
+        charts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            png = chart_png(rollup)
+            charts.append((time.perf_counter() - t0) * 1000)
+        chart_ms = statistics.median(charts)
         assert replies and png
         print(
             f"/tiendo for the root: roll-up and text p50 {statistics.median(rollups):.0f} ms, "
@@ -149,7 +155,7 @@ async def _run(directory: Path) -> None:
         )
         print(
             f"  the whole /tiendo through dispatch (roll-up, text, {len(rollup.children)}-bar "
-            f"chart): p50 {statistics.median(whole):.0f} ms; the chart alone {chart_ms:.0f} ms"
+            f"chart): p50 {statistics.median(whole):.0f} ms; the chart alone p50 {chart_ms:.0f} ms"
         )
         path = directory / "bao-cao.xlsx"
         t0 = time.perf_counter()
@@ -160,6 +166,7 @@ async def _run(directory: Path) -> None:
             f"{time.perf_counter() - t0:.2f} s (target <= 5 s)"
         )
     finally:
+        gc.unfreeze()
         await engine.dispose()
 
 

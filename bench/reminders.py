@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from sqlalchemy import func, insert
 from sqlmodel import select
 
 from bot.core import utcnow
+from bot.runner import freeze_startup_heap
 from bot.services import sync_task_definitions
 from bot.storage.db import create_engine, make_session_factory, upgrade_database
 from bot.storage.models import OutboxMessage, Person, PersonChannel, Unit
@@ -66,6 +68,7 @@ async def _run(directory: Path) -> None:
             await session.commit()
         print(f"{len(communes):,} commune units, one enrolled official each")
         policy = PushPolicy(zone=ZoneInfo("Asia/Ho_Chi_Minh"))
+        freeze_startup_heap()  # as `troly run` does once started
         fire_at = datetime(2025, 8, 28, 1, tzinfo=UTC)  # 08:00 local, three days before
         start = time.perf_counter()
         async with sessions() as session:
@@ -99,6 +102,7 @@ async def _run(directory: Path) -> None:
             f"{time.perf_counter() - start:.1f} s (idempotent)"
         )
     finally:
+        gc.unfreeze()
         await engine.dispose()
 
 

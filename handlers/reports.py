@@ -30,7 +30,8 @@ def neutralise(value: object) -> object:
 
 
 def chart_png(rollup: Rollup) -> bytes | None:
-    """Completion per child unit (all tasks together), as a horizontal bar chart.
+    """Completion per child unit (all tasks together), as a horizontal bar chart, the
+    lowest first (at most ``MAX_BARS`` of them).
 
     Uses matplotlib's object API (no pyplot global state), so it may run in a worker thread.
     """
@@ -47,19 +48,28 @@ def chart_png(rollup: Rollup) -> bytes | None:
     height = 1.3 + 0.3 * len(shown)
     figure = Figure(figsize=(8, height), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    bars = axes.barh(names, values, color="#c62828")
-    axes.bar_label(bars, labels=[f"{v:.0f}%" for v in values], padding=3, fontsize=8)
-    axes.set_xlim(0, 112)
-    axes.set_xlabel("Tỷ lệ hoàn thành (%)")
-    title = f"Tiến độ hoàn thành — {_short(rollup.root.name, 60)}"
-    if len(children) > MAX_BARS:
-        title += f"\n({MAX_BARS} đơn vị thấp nhất trên {len(children)})"
-    axes.set_title(title, fontsize=10)
-    axes.tick_params(axis="y", labelsize=8)
     # Room for the longest name on the left (about 0.075 inch per character at 8 pt).
     left = min(0.5, (0.3 + 0.075 * max(len(n) for n in names)) / 8)
     figure.subplots_adjust(left=left, right=0.97, top=1 - 0.55 / height, bottom=0.55 / height)
+    axes = figure.add_subplot()
+    positions = range(len(shown))
+    axes.barh(positions, values, color="#c62828")
+    axes.set_xlim(0, 112)
+    axes.set_ylim(len(shown) - 0.4, -0.6)  # the lowest completion on top
+    axes.set_xticks(range(0, 101, 20))
+    axes.tick_params(axis="x", labelsize=8)
+    axes.set_xlabel("Tỷ lệ hoàn thành (%)", fontsize=9)
+    # Names and values as plain texts rather than 40 tick labels and annotations, and the
+    # title on the figure rather than the axes (whose placement measures every label): the
+    # same picture in a third of the time (make bench).
+    axes.set_yticks([])
+    for y, (name, value) in enumerate(zip(names, values, strict=True)):
+        axes.text(-1.5, y, name, ha="right", va="center", fontsize=8, clip_on=False)
+        axes.text(value + 1, y, f"{value:.0f}%", va="center", fontsize=8)
+    title = f"Tiến độ hoàn thành — {_short(rollup.root.name, 60)}"
+    if len(children) > MAX_BARS:
+        title += f"\n({MAX_BARS} đơn vị thấp nhất trên {len(children)})"
+    figure.text(0.5, 1 - 0.1 / height, title, ha="center", va="top", fontsize=10)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -133,20 +143,22 @@ async def write_workbook(
                 "Quá hạn",
             ]
         )
-        for unit, status, reporter in await unit_rows(session, rollup.root, item.task):
-            done = status is not None and status.status == "done"
+        for row in await unit_rows(session, rollup.root, item.task):
+            state = STATUS_LABELS.get(row.status, row.status) if row.status else "Chưa báo cáo"
             sheet.append(
                 [
-                    neutralise(unit.code),
-                    neutralise(unit.name),
-                    LEVEL_NAMES.get(unit.level, unit.level),
-                    STATUS_LABELS.get(status.status, status.status) if status else "Chưa báo cáo",
-                    status.done_on if status else None,
-                    neutralise(status.note) if status and status.note else None,
-                    neutralise(reporter) if reporter else None,
-                    status.channel if status else None,
-                    status.updated_at.astimezone(zone).replace(tzinfo=None) if status else None,
-                    "Có" if item.overdue and not done else "",
+                    neutralise(row.code),
+                    neutralise(row.name),
+                    LEVEL_NAMES.get(row.level, row.level),
+                    state,
+                    row.done_on,
+                    neutralise(row.note) if row.note else None,
+                    neutralise(row.reporter) if row.reporter else None,
+                    row.channel,
+                    row.updated_at.astimezone(zone).replace(tzinfo=None)
+                    if row.updated_at
+                    else None,
+                    "Có" if item.overdue and row.status != "done" else "",
                 ]
             )
     path.parent.mkdir(parents=True, exist_ok=True)

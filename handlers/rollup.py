@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, func, literal, or_
+from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,6 +22,7 @@ __all__ = [
     "LevelCounts",
     "Rollup",
     "TaskRollup",
+    "UnitReport",
     "all_late_units",
     "compute",
     "render_text",
@@ -250,20 +252,41 @@ async def all_late_units(
     }
 
 
-async def unit_rows(
-    session: AsyncSession, root: Unit, task: Task
-) -> list[tuple[Unit, ProgressStatus | None, str | None]]:
-    """Every unit of the subtree the task applies to, with its status and reporter's name."""
+class UnitReport(NamedTuple):
+    """One unit's line in a report: the unit, its status on a task (None: no report)."""
+
+    code: str
+    name: str
+    level: str
+    status: str | None
+    done_on: date | None
+    note: str | None
+    channel: str | None
+    updated_at: datetime | None
+    reporter: str | None
+
+
+async def unit_rows(session: AsyncSession, root: Unit, task: Task) -> list[UnitReport]:
+    """Every unit of the subtree the task applies to, with its status and reporter's name.
+    Columns, not ORM objects: a report of the whole country lists tens of thousands."""
     low, high = path_range(root)
-    statement = (
-        select(Unit, ProgressStatus, col(Person.name))
-        .select_from(Unit)
-        .outerjoin(
-            ProgressStatus,
-            _status_join(task),
+    # sqlmodel's select() and exec() are typed for up to four columns
+    statement: Any = (
+        select_columns(
+            col(Unit.code),
+            col(Unit.name),
+            col(Unit.level),
+            col(ProgressStatus.status),
+            col(ProgressStatus.done_on),
+            col(ProgressStatus.note),
+            col(ProgressStatus.channel),
+            col(ProgressStatus.updated_at),
+            col(Person.name).label("reporter"),
         )
+        .select_from(Unit)
+        .outerjoin(ProgressStatus, _status_join(task))
         .outerjoin(Person, col(Person.id) == col(ProgressStatus.person_id))
         .where(col(Unit.path) >= low, col(Unit.path) < high, col(Unit.level).in_(task.levels))
         .order_by(col(Unit.path))
     )
-    return [(u, s, n) for u, s, n in (await session.exec(statement)).all()]
+    return [UnitReport(*row) for row in (await session.exec(statement)).all()]

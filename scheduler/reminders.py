@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,9 +45,22 @@ class Contact:
     chat_id: str
 
 
-def _pick_contacts(links: list[PersonChannel]) -> dict[int, Contact]:
+class _Link(Protocol):
+    """A person's channel: a ``PersonChannel`` or a row of its columns."""
+
+    @property
+    def person_id(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def chat_id(self) -> str: ...
+    @property
+    def linked_at(self) -> datetime: ...
+
+
+def _pick_contacts(links: Sequence[_Link]) -> dict[int, Contact]:
     """One contact per person: their most recently linked channel."""
-    newest: dict[int, PersonChannel] = {}
+    newest: dict[int, _Link] = {}
     for link in links:
         if link.person_id not in newest or link.linked_at > newest[link.person_id].linked_at:
             newest[link.person_id] = link
@@ -66,9 +82,9 @@ def _not_done() -> ColumnElement[bool]:
 
 
 def reminder_text(
-    task: Task, unit: Unit, status: str | None, days_left: int, buttons: bool
+    task: Task, unit_name: str, status: str | None, days_left: int, buttons: bool
 ) -> tuple[str, tuple[tuple[Button, ...], ...]]:
-    """The reminder an official of ``unit`` receives."""
+    """The reminder an official of the unit named ``unit_name`` receives."""
     if days_left > 0:
         when = f"còn {days_left} ngày"
     elif days_left == 0:
@@ -79,7 +95,7 @@ def reminder_text(
     head = "NHẮC VIỆC QUÁ HẠN" if days_left < 0 else "NHẮC VIỆC"
     lines = [
         f"{head}: {task.title}",
-        f"Đơn vị: {unit.name}",
+        f"Đơn vị: {unit_name}",
         f"Hạn: {vn_date(task.due)} ({when}).",
         f"Tình trạng đã báo cáo: {state}.",
         f"Căn cứ: {task.citation}.",
@@ -111,8 +127,17 @@ async def fire_reminder(
     days_left = (task.due - today).days
     if kind == "before" and days_left < 0:
         return 0, 0  # a "before" reminder caught up after the deadline: the overdue ones follow
-    statement = (
-        select(PersonChannel, Unit, col(ProgressStatus.status))
+    # Columns, not ORM objects: a round can reach tens of thousands of officials.
+    statement: Any = (  # sqlmodel's select() and exec() are typed for up to four columns
+        select_columns(
+            col(PersonChannel.person_id),
+            col(PersonChannel.channel),
+            col(PersonChannel.chat_id),
+            col(PersonChannel.linked_at),
+            col(Unit.id).label("unit_id"),
+            col(Unit.name).label("unit_name"),
+            col(ProgressStatus.status),
+        )
         .select_from(Person)
         .join(Unit, col(Unit.id) == col(Person.unit_id))
         .join(PersonChannel, _reachable())
@@ -126,20 +151,17 @@ async def fire_reminder(
         .where(col(Person.active), col(Unit.level).in_(task.levels), _not_done())
     )
     rows = (await session.exec(statement)).all()
-    units: dict[int, tuple[Unit, str | None]] = {}
-    links: list[PersonChannel] = []
+    units: dict[int, tuple[str, str | None]] = {}
     unit_of: dict[int, int] = {}
-    for link, unit, status in rows:
-        assert unit.id is not None
-        links.append(link)
-        units[unit.id] = (unit, status)
-        unit_of[link.person_id] = unit.id
+    for row in rows:
+        units[row.unit_id] = (row.unit_name, row.status)
+        unit_of[row.person_id] = row.unit_id
     not_before = policy.next_allowed(now)
     pushes = []
-    for person_id, contact in _pick_contacts(links).items():
-        unit, reported = units[unit_of[person_id]]
+    for person_id, contact in _pick_contacts(rows).items():
+        unit_name, reported = units[unit_of[person_id]]
         text, keyboard = reminder_text(
-            task, unit, reported, days_left, contact.channel in button_channels
+            task, unit_name, reported, days_left, contact.channel in button_channels
         )
         pushes.append(
             Push(
