@@ -70,9 +70,10 @@ class TokenBucket:
         self._stamp = clock()
 
     def hold(self, until: float) -> None:
-        """Nothing may be sent before ``until`` (a 429 pause): the bucket is emptied and does
-        not refill during the pause, so sending resumes at the steady rate, not in a burst."""
-        self._tokens = min(self._tokens, 0.0)
+        """Nothing may be sent before ``until`` (a 429 pause): the bucket keeps at most one
+        token and does not refill during the pause, so sending resumes at ``until`` at the
+        steady rate, not in a burst."""
+        self._tokens = min(self._tokens, 1.0)
         self._stamp = max(self._stamp, until)
 
     def reserve(self) -> float:

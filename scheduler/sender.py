@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 # Bot tokens look like "123456789:AAE..." (Telegram; Zalo's are alike): never stored/logged.
 _TOKEN_RE = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
 _MAX_HOLD_FACTOR = 4
+_RESUME_AHEAD = 0.005  # seconds
 
 
 def redact(text: str) -> str:
@@ -127,6 +128,7 @@ class _Channel:
     # chat -> monotonic time its block was committed (None: not yet); see _is_blocked
     blocks: dict[str, float | None] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    claiming: asyncio.Task[None] | None = None  # a claim fetching more rows meanwhile
 
     @property
     def name(self) -> str:
@@ -275,10 +277,11 @@ class Sender:
                         raise error
             await self._shutdown(workers)
         finally:
-            for task in [*workers, *helpers, stopper, *self._deliveries]:
+            claims = [c.claiming for c in self._channels.values() if c.claiming is not None]
+            for task in [*workers, *helpers, stopper, *self._deliveries, *claims]:
                 task.cancel()
             await asyncio.gather(
-                *workers, *helpers, stopper, *self._deliveries, return_exceptions=True
+                *workers, *helpers, stopper, *self._deliveries, *claims, return_exceptions=True
             )
             self._writer = None
 
@@ -300,6 +303,8 @@ class Sender:
         for channel in self._channels.values():
             channel.wake.set()
         await asyncio.gather(*workers, return_exceptions=True)
+        claims = [c.claiming for c in self._channels.values() if c.claiming is not None]
+        await asyncio.gather(*claims, return_exceptions=True)  # their rows are put back below
         if self._deliveries:
             await asyncio.wait(set(self._deliveries), timeout=self.delivery_timeout + 1)
         assert self._writer is not None
@@ -314,16 +319,26 @@ class Sender:
     async def _work(self, channel: _Channel, until_idle: bool) -> None:
         while not self._stopping:
             now = time.monotonic()
-            if channel.paused_until > now:
-                # Look for cancellations shortly before the pause ends, not on resuming.
+            # The end of a pause is waited for by the token bucket (held until then), so
+            # the first request starts on time rather than a loop turn or two late.
+            if channel.paused_until - _RESUME_AHEAD > now:
+                # Shortly before the pause ends, look for cancellations and fetch rows, so
+                # that sending resumes on time, without a database round trip.
                 ahead = channel.paused_until - now - 0.05
-                await self._sleep(channel, ahead if ahead > 0 else channel.paused_until - now)
+                resume = channel.paused_until - _RESUME_AHEAD - now
+                await self._sleep(channel, ahead if ahead > 0 else resume)
                 if ahead > 0 and time.monotonic() >= channel.paused_until - 0.05:
                     await self._check_cancellations([channel])
+                    if self._should_claim(channel, time.monotonic()):
+                        with contextlib.suppress(Exception):  # retried after the pause
+                            await self._claim(channel)
                 continue
             try:
                 if self._should_claim(channel, now):
-                    await self._claim(channel)
+                    if channel.held:  # fetch more while sending what is held
+                        channel.claiming = asyncio.create_task(self._prefetch(channel))
+                    else:
+                        await self._claim(channel)
                 held = self._pick(channel)
                 if held is None and until_idle and await self._idle(channel):
                     return
@@ -339,14 +354,14 @@ class Sender:
             if delay > 0:
                 await asyncio.sleep(delay)
             await channel.slots.acquire()
-            if self._stopping or channel.paused_until > time.monotonic():
+            if self._stopping or channel.paused_until > time.monotonic() + 0.0005:
                 channel.slots.release()
                 channel.held.insert(0, held)
                 continue
             self._start(channel, held)
 
     def _should_claim(self, channel: _Channel, now: float) -> bool:
-        if now < channel.next_claim_at:
+        if channel.claiming is not None or now < channel.next_claim_at:
             return False
         if len(channel.held) < max(1, channel.batch // 2):
             return True
@@ -354,6 +369,16 @@ class Sender:
         return len(channel.held) < channel.batch * _MAX_HOLD_FACTOR and not any(
             self._ready(channel, h, now) for h in channel.held
         )
+
+    async def _prefetch(self, channel: _Channel) -> None:
+        try:
+            await self._claim(channel)
+        except Exception as exc:  # database unavailable: try again later
+            log.warning("%s: could not claim pushes (%s)", channel.name, redact(str(exc)))
+            channel.next_claim_at = time.monotonic() + self.poll_interval
+        finally:
+            channel.claiming = None
+            channel.wake.set()
 
     async def _claim(self, channel: _Channel) -> None:
         started = time.monotonic()
@@ -449,7 +474,7 @@ class Sender:
         return wait
 
     async def _idle(self, channel: _Channel) -> bool:
-        if channel.held or channel.in_flight:
+        if channel.held or channel.in_flight or channel.claiming is not None:
             return False
         async with self._sessions() as session:
             return not await has_pending(session, channels=[channel.name])

@@ -30,11 +30,12 @@ def test_token_bucket_paces_after_the_burst() -> None:
     assert bucket.reserve() > 0
 
 
-def test_a_pause_empties_the_bucket_and_stops_refilling() -> None:
+def test_a_pause_keeps_one_token_and_stops_refilling() -> None:
     clock = FakeClock()
     bucket = TokenBucket(rate=10.0, capacity=5.0, clock=clock)
     bucket.hold(until=clock.now + 1.0)  # a 429 with retry_after 1
-    assert bucket.reserve() == pytest.approx(1.1)  # after the pause, at the steady rate
+    # The first request at the end of the pause, then the steady rate (no burst).
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([1.0, 1.1, 1.2])
     clock.now += 30
     assert [bucket.reserve() for _ in range(5)] == [0.0] * 5  # idle afterwards: full again
 
