@@ -76,6 +76,10 @@ class TokenBucket:
         self._tokens = min(self._tokens, 1.0)
         self._stamp = max(self._stamp, until)
 
+    def refund(self) -> None:
+        """Give back a reservation that was not used (its request did not start)."""
+        self._tokens = min(self.capacity, self._tokens + 1.0)
+
     def reserve(self) -> float:
         now = self._clock()
         if now > self._stamp:

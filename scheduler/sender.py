@@ -356,6 +356,7 @@ class Sender:
             await channel.slots.acquire()
             if self._stopping or channel.paused_until > time.monotonic() + 0.0005:
                 channel.slots.release()
+                channel.bucket.refund()
                 channel.held.insert(0, held)
                 continue
             self._start(channel, held)

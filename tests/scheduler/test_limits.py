@@ -76,3 +76,12 @@ def test_retry_backoff_is_exponential_bounded_and_jittered() -> None:
     assert [exact.delay(n, rng) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
     with pytest.raises(ValueError):
         RetryPolicy(jitter=2)
+
+
+def test_an_unused_reservation_is_given_back() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10.0, capacity=1.0, clock=clock)
+    assert bucket.reserve() == 0.0
+    bucket.refund()  # its request did not start (the channel was paused meanwhile)
+    assert bucket.reserve() == 0.0
+    assert bucket.reserve() == pytest.approx(0.1)
