@@ -4,7 +4,6 @@ organisations (44,041 units), the knowledge base's 5 tasks, random reports, on S
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
 import statistics
 import tempfile
@@ -166,7 +165,6 @@ async def _run(directory: Path) -> None:
             f"{time.perf_counter() - t0:.2f} s (target <= 5 s)"
         )
     finally:
-        gc.unfreeze()
         await engine.dispose()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -102,7 +101,6 @@ async def _run(directory: Path) -> None:
             f"{time.perf_counter() - start:.1f} s (idempotent)"
         )
     finally:
-        gc.unfreeze()
         await engine.dispose()
 
 

@@ -105,6 +105,21 @@ class Claimed:
     buttons: JsonButtons
     attempts: int
 
+    def cancelled(self) -> Outcome:
+        """Not sent: its broadcast was cancelled."""
+        return Outcome(
+            self.id, "cancelled", error="broadcast cancelled", broadcast_id=self.broadcast_id
+        )
+
+    def skipped_blocked(self) -> Outcome:
+        """Not attempted: the recipient has blocked the bot."""
+        return Outcome(
+            self.id,
+            "blocked",
+            error="recipient has blocked the bot",
+            broadcast_id=self.broadcast_id,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -574,14 +589,10 @@ async def claim_due(
             )
         )
         cancelled = set(found.all())
-        skipped += [
-            Outcome(r.id, "cancelled", error="broadcast cancelled", broadcast_id=r.broadcast_id)
-            for r in rows
-            if r.broadcast_id in cancelled
-        ]
+        skipped += [r.cancelled() for r in rows if r.broadcast_id in cancelled]
     blocked = await blocked_chats(session, channel=channel, rows=rows)
     skipped += [
-        Outcome(r.id, "blocked", error="recipient has blocked the bot", broadcast_id=r.broadcast_id)
+        r.skipped_blocked()
         for r in rows
         if r.chat_id in blocked and all(s.row_id != r.id for s in skipped)
     ]

@@ -409,6 +409,9 @@ class Sender:
         if len(channel.chat_next) > 10_000:
             channel.chat_next = {c: t for c, t in channel.chat_next.items() if t > now}
 
+    def _is_cancelled(self, row: Claimed) -> bool:
+        return row.broadcast_id is not None and row.broadcast_id in self._cancelled
+
     def _is_blocked(self, channel: _Channel, held: _Held) -> bool:
         """Blocked by a 403 seen in this run that the claim of ``held`` may not have seen:
         rows claimed after the block was committed were checked against the database."""
@@ -430,27 +433,13 @@ class Sender:
         while index < len(channel.held):
             held = channel.held[index]
             row = held.row
-            if row.broadcast_id is not None and row.broadcast_id in self._cancelled:
+            if self._is_cancelled(row):
                 del channel.held[index]
-                self._settle(
-                    Outcome(
-                        row.id,
-                        "cancelled",
-                        error="broadcast cancelled",
-                        broadcast_id=row.broadcast_id,
-                    )
-                )
+                self._settle(row.cancelled())
                 continue
             if self._is_blocked(channel, held):
                 del channel.held[index]
-                self._settle(
-                    Outcome(
-                        row.id,
-                        "blocked",
-                        error="recipient has blocked the bot",
-                        broadcast_id=row.broadcast_id,
-                    )
-                )
+                self._settle(row.skipped_blocked())
                 continue
             if row.chat_id in waiting or not self._ready(channel, held, now):
                 waiting.add(row.chat_id)
@@ -508,13 +497,9 @@ class Sender:
 
     def _start(self, channel: _Channel, held: _Held) -> None:
         row = held.row
-        if row.broadcast_id is not None and row.broadcast_id in self._cancelled:
+        if self._is_cancelled(row):
             channel.slots.release()
-            self._settle(
-                Outcome(
-                    row.id, "cancelled", error="broadcast cancelled", broadcast_id=row.broadcast_id
-                )
-            )
+            self._settle(row.cancelled())
             return
         channel.in_flight += 1
         channel.busy.add(row.chat_id)
@@ -694,14 +679,7 @@ class Sender:
                 keep = []
                 for held in channel.held:
                     if held.row.broadcast_id in cancelled:
-                        self._settle(
-                            Outcome(
-                                held.row.id,
-                                "cancelled",
-                                error="broadcast cancelled",
-                                broadcast_id=held.row.broadcast_id,
-                            )
-                        )
+                        self._settle(held.row.cancelled())
                     else:
                         keep.append(held)
                 channel.held = keep
