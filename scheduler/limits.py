@@ -70,21 +70,33 @@ class TokenBucket:
         self._stamp = clock()
 
     def hold(self, until: float) -> None:
-        """Nothing may be sent before ``until`` (a 429 pause): the bucket keeps at most one
-        token and does not refill during the pause, so sending resumes at ``until`` at the
-        steady rate, not in a burst."""
-        self._tokens = min(self._tokens, 1.0)
-        self._stamp = max(self._stamp, until)
+        """Nothing may be sent before ``until`` (a 429 pause). The pause counts as time
+        without requests, so reservations made before it are paid off by its end (no wait
+        after it for them), but the bucket holds at most one token meanwhile: sending resumes
+        at ``until`` at the steady rate, not in a burst."""
+        now = self._clock()
+        self._refill(now)
+        if until > self._stamp:
+            gained = (until - self._stamp) * self.rate
+            self._tokens = min(1.0, self._tokens + gained)
+            self._stamp = until
+        else:
+            self._tokens = min(self._tokens, 1.0)
 
     def refund(self) -> None:
-        """Give back a reservation that was not used (its request did not start)."""
-        self._tokens = min(self.capacity, self._tokens + 1.0)
+        """Give back a reservation that was not used (its request did not start); during a
+        pause the bucket still holds at most one token."""
+        cap = 1.0 if self._stamp > self._clock() else self.capacity
+        self._tokens = min(max(cap, self._tokens), self._tokens + 1.0)
 
-    def reserve(self) -> float:
-        now = self._clock()
+    def _refill(self, now: float) -> None:
         if now > self._stamp:
             self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
+
+    def reserve(self) -> float:
+        now = self._clock()
+        self._refill(now)
         self._tokens -= 1.0
         wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
         return wait + max(0.0, self._stamp - now)

@@ -40,6 +40,19 @@ def test_a_pause_keeps_one_token_and_stops_refilling() -> None:
     assert [bucket.reserve() for _ in range(5)] == [0.0] * 5  # idle afterwards: full again
 
 
+def test_reservations_made_before_a_pause_are_paid_off_by_its_end() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10.0, capacity=2.0, clock=clock)
+    assert [bucket.reserve() for _ in range(5)] == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+    bucket.hold(until=clock.now + 1.0)  # the last three were refunded or used meanwhile
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([1.0, 1.1, 1.2])
+    # A pause shorter than the debt leaves the rest of it.
+    bucket = TokenBucket(rate=10.0, capacity=1.0, clock=clock)
+    assert [bucket.reserve() for _ in range(6)] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    bucket.hold(until=clock.now + 0.2)
+    assert bucket.reserve() == pytest.approx(0.6)
+
+
 def test_requests_in_any_window_are_bounded() -> None:
     """Starting each request when its reservation says: at most burst + rate * t in t s."""
     clock = FakeClock()
@@ -85,3 +98,13 @@ def test_an_unused_reservation_is_given_back() -> None:
     bucket.refund()  # its request did not start (the channel was paused meanwhile)
     assert bucket.reserve() == 0.0
     assert bucket.reserve() == pytest.approx(0.1)
+
+
+def test_a_reservation_given_back_during_a_pause_makes_no_burst_after_it() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10.0, capacity=5.0, clock=clock)
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    bucket.hold(until=clock.now + 1.0)
+    for _ in range(3):  # the three requests were put back: a 429 came first
+        bucket.refund()
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([1.0, 1.1, 1.2])
