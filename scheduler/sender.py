@@ -14,7 +14,8 @@ outcome was not committed: at most ``max_in_flight`` per channel (default 10).
 Failures (from the transport's :class:`~bot.core.DeliveryError`):
 
 * ``RetryLater`` (429): the whole channel pauses for ``retry_after``; the row is retried
-  after it (a 429 does not count as a failed attempt);
+  after it (a 429 does not count as a failed attempt), and so are deliveries started just
+  before whose request had not gone out yet: nothing is sent during a pause;
 * ``TemporaryFailure`` (5xx, network, timeout): retried with bounded exponential back-off
   and jitter (:class:`~scheduler.limits.RetryPolicy`), then ``failed`` with the reason;
 * ``RecipientBlocked``: the row is ``blocked``, the person's ``PersonChannel.blocked_at`` is
@@ -79,7 +80,10 @@ log = logging.getLogger(__name__)
 # Bot tokens look like "123456789:AAE..." (Telegram; Zalo's are alike): never stored/logged.
 _TOKEN_RE = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
 _MAX_HOLD_FACTOR = 4
-_RESUME_AHEAD = 0.005  # seconds
+# Seconds before the end of a 429 pause: fetch rows, look for cancellations, stop using timers.
+_TOP_UP_AHEAD = 0.3
+_CANCEL_CHECK_AHEAD = 0.05
+_RESUME_AHEAD = 0.002
 
 
 def redact(text: str) -> str:
@@ -319,19 +323,8 @@ class Sender:
     async def _work(self, channel: _Channel, until_idle: bool) -> None:
         while not self._stopping:
             now = time.monotonic()
-            # The end of a pause is waited for by the token bucket (held until then), so
-            # the first request starts on time rather than a loop turn or two late.
-            if channel.paused_until - _RESUME_AHEAD > now:
-                # Shortly before the pause ends, look for cancellations and fetch rows, so
-                # that sending resumes on time, without a database round trip.
-                ahead = channel.paused_until - now - 0.05
-                resume = channel.paused_until - _RESUME_AHEAD - now
-                await self._sleep(channel, ahead if ahead > 0 else resume)
-                if ahead > 0 and time.monotonic() >= channel.paused_until - 0.05:
-                    await self._check_cancellations([channel])
-                    if self._should_claim(channel, time.monotonic()):
-                        with contextlib.suppress(Exception):  # retried after the pause
-                            await self._claim(channel)
+            if channel.paused_until > now:
+                await self._wait_for_resume(channel, now)
                 continue
             try:
                 if self._should_claim(channel, now):
@@ -361,10 +354,35 @@ class Sender:
                 continue
             self._start(channel, held)
 
-    def _should_claim(self, channel: _Channel, now: float) -> bool:
+    async def _wait_for_resume(self, channel: _Channel, now: float) -> None:
+        """One step of waiting for the end of a 429 pause. Before it ends, top up the rows
+        held to a full batch (the database work is done while nothing may be sent, not
+        between requests afterwards), then look for cancellations. In its last moments,
+        yield to the loop until it is over rather than trust a timer (they fire up to a
+        millisecond late), so the first request leaves on time."""
+        left = channel.paused_until - now
+        for mark in (_TOP_UP_AHEAD, _CANCEL_CHECK_AHEAD):
+            if left > mark:
+                await self._sleep(channel, left - mark)
+                if channel.paused_until - time.monotonic() > mark:
+                    return  # woken early (or the pause grew): wait on
+                if mark == _TOP_UP_AHEAD:
+                    if self._should_claim(channel, time.monotonic(), low=channel.batch):
+                        with contextlib.suppress(Exception):  # retried after the pause
+                            await self._claim(channel)
+                else:
+                    await self._check_cancellations([channel])
+                return
+        if left > _RESUME_AHEAD:
+            await self._sleep(channel, left - _RESUME_AHEAD)
+        else:
+            await asyncio.sleep(0)
+
+    def _should_claim(self, channel: _Channel, now: float, *, low: int | None = None) -> bool:
+        """Whether to fetch more rows: fewer than ``low`` held (default half a batch)."""
         if channel.claiming is not None or now < channel.next_claim_at:
             return False
-        if len(channel.held) < max(1, channel.batch // 2):
+        if len(channel.held) < max(1, channel.batch // 2 if low is None else low):
             return True
         # Everything held waits for its chat: fetch more, up to a bound.
         return len(channel.held) < channel.batch * _MAX_HOLD_FACTOR and not any(
@@ -452,7 +470,8 @@ class Sender:
         """How long nothing can be done (a finished delivery or :meth:`wake` ends it early)."""
         now = time.monotonic()
         wait = self.poll_interval
-        if len(channel.held) < channel.batch * _MAX_HOLD_FACTOR:
+        # A claim under way wakes the worker when it ends: no need to poll for it meanwhile.
+        if channel.claiming is None and len(channel.held) < channel.batch * _MAX_HOLD_FACTOR:
             wait = min(wait, max(0.0, channel.next_claim_at - now))
         free = [
             channel.chat_next.get(h.row.chat_id, 0.0) - now
@@ -503,12 +522,29 @@ class Sender:
             return
         channel.in_flight += 1
         channel.busy.add(row.chat_id)
+        previous = channel.chat_next.get(row.chat_id, 0.0)
         channel.chat_next[row.chat_id] = time.monotonic() + channel.limits.per_chat_interval
-        task = asyncio.create_task(self._deliver(channel, row))
+        task = asyncio.create_task(self._deliver(channel, held, previous))
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
-    async def _deliver(self, channel: _Channel, row: Claimed) -> None:
+    def _put_back(self, channel: _Channel, held: _Held, chat_next: float) -> None:
+        """A started delivery whose request has not gone out, because a 429 paused the
+        channel in the meantime: the row is held again (first in line), nothing recorded."""
+        chat = held.row.chat_id
+        channel.chat_next[chat] = chat_next
+        channel.busy.discard(chat)
+        channel.held.insert(0, held)
+        channel.in_flight -= 1
+        channel.slots.release()
+        channel.bucket.refund()
+        channel.wake.set()
+
+    async def _deliver(self, channel: _Channel, held: _Held, chat_next: float) -> None:
+        if channel.paused_until > time.monotonic():
+            self._put_back(channel, held, chat_next)
+            return
+        row = held.row
         try:
             outcome = await self._attempt(channel, row)
         finally:

@@ -16,6 +16,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from sqlalchemy import func
 from sqlmodel import select
 
+from bot.core import Transport
 from bot.storage.db import SessionFactory, create_engine, make_session_factory
 from bot.storage.models import Broadcast, OutboxMessage, Person, PersonChannel, Unit
 from scheduler.limits import ChannelLimits, RetryPolicy
@@ -55,7 +56,7 @@ async def telegram(api: FakeBotAPI) -> AsyncIterator[TelegramTransport]:
     await bot.session.close()
 
 
-def make_sender(sessions: SessionFactory, transport: TelegramTransport, **limits: Any) -> Sender:
+def make_sender(sessions: SessionFactory, transport: Transport, **limits: Any) -> Sender:
     """A sender with limits raised and delays shrunk so that tests stay fast."""
     options: dict[str, Any] = {"rate": 500.0, "per_chat_interval": 0.0, "max_in_flight": 4}
     options.update(limits)

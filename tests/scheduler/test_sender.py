@@ -7,11 +7,12 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 
 import pytest
 from sqlmodel import select
 
-from bot.core import Button
+from bot.core import Button, RetryLater
 from bot.storage.db import SessionFactory
 from bot.storage.models import PersonChannel
 from scheduler.limits import RetryPolicy
@@ -293,3 +294,40 @@ async def test_tokens_stay_out_of_the_database_and_the_logs(
     secret = TOKEN.split(":")[1]
     assert secret not in row.last_error
     assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+class InstantPlatform:
+    """A platform double that answers inside ``deliver`` without awaiting: one chat's first
+    request gets a 429, every other request succeeds. Over a socket the order of events
+    within one event-loop turn cannot be forced; here it can: the worker starts several
+    deliveries in one turn, and the first one's 429 is handled before the others begin."""
+
+    channel = "telegram"
+    buttons = False
+
+    def __init__(self, limited: str, retry_after: float) -> None:
+        self.limited, self.retry_after = limited, retry_after
+        self.calls: list[tuple[float, str]] = []
+
+    async def deliver(self, chat_id: str, text: str, buttons: Sequence[Sequence[Button]]) -> None:
+        self.calls.append((time.monotonic(), chat_id))
+        if chat_id == self.limited and len(self.calls) == 1:
+            raise RetryLater(self.retry_after, "429")
+
+
+async def test_deliveries_started_just_before_a_429_wait_for_the_pause(
+    sqlite_sessions: SessionFactory,
+) -> None:
+    chats = [str(5000 + i) for i in range(10)]
+    platform = InstantPlatform(limited=chats[0], retry_after=0.5)
+    await make_broadcast(sqlite_sessions, chats)
+    # A burst of 10: the worker starts all ten deliveries before the first one answers.
+    sender = make_sender(sqlite_sessions, platform, rate=500.0, burst=10, max_in_flight=10)
+    await asyncio.wait_for(sender.run(until_idle=True), 20)
+
+    (first, limited), *rest = platform.calls
+    assert limited == chats[0]
+    assert all(t >= first + 0.5 for t, _ in rest)  # nothing went out during the pause
+    assert sorted(chat for _, chat in rest) == sorted(chats)  # each once more, or once
+    assert await count_status(sqlite_sessions) == {"sent": 10}
+    assert {row.attempts for row in await rows(sqlite_sessions)} == {1}
