@@ -11,6 +11,8 @@ SQLite in a temporary file. Two runs:
 2. sustained sending, 2 % of requests answered 500 only: the limiter's achieved rate
    against the limit (target >= 95 %) and the sender's overhead per request.
 
+Like ``troly run``, the sender runs on uvloop (:func:`bot.runner.run_event_loop`).
+
 Lost (recipients never answered 200) and duplicated (extra 200s to one recipient) come from
 the server's log. Overhead: CPU time of this process during the run (the sender, the
 aiogram/aiohttp client, SQLAlchemy, aiosqlite's thread; the fake server is another process
@@ -39,7 +41,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
-from bot.runner import freeze_startup_heap
+from bot.runner import freeze_startup_heap, run_event_loop
 from bot.storage.db import create_engine, make_session_factory, upgrade_database
 from bot.storage.models import Broadcast
 from scheduler.limits import ChannelLimits, RetryPolicy
@@ -191,8 +193,8 @@ def _run(p429: float, *, client: bool) -> tuple[dict[str, float], float]:
     server, url = _start_server(p429)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            figures = asyncio.run(_broadcast(url, f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}"))
-        client_cost = asyncio.run(_client_cost(url)) if client else 0.0
+            figures = run_event_loop(_broadcast(url, f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}"))
+        client_cost = run_event_loop(_client_cost(url)) if client else 0.0
     finally:
         server.terminate()
         try:

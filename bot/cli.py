@@ -73,11 +73,12 @@ def chat() -> None:
 
 def _run_app(coro: Coroutine[Any, Any, None]) -> None:
     """Run the assistant; problems found on start become clear errors, not tracebacks."""
+    from bot.runner import run_event_loop
     from bot.services import SchemaError
     from knowledge import KnowledgeError
 
     try:
-        run_db(coro)
+        run_db(coro, runner=run_event_loop)
     except KeyboardInterrupt:
         pass
     except KnowledgeError as exc:  # a tasks file is invalid

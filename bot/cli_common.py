@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -54,11 +54,15 @@ def load_knowledge_or_exit(settings: Settings) -> Knowledge:
         fail("the knowledge base is invalid; the assistant will not start on it (troly kb check)")
 
 
-def run_db(coro: Coroutine[Any, Any, T]) -> T:
+def run_db(
+    coro: Coroutine[Any, Any, T],
+    *,
+    runner: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run,
+) -> T:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     try:
-        return asyncio.run(coro)
+        return runner(coro)
     except (OperationalError, ProgrammingError) as exc:
         fail(f"database error: {exc.orig}. Is the schema current? Run `troly db upgrade`.")
 

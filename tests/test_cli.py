@@ -3,6 +3,7 @@ with no configuration (the terminal chat)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.runner import run_event_loop
 from knowledge import default_knowledge_dir
 from tests.conftest import ROOT
 
@@ -89,6 +91,14 @@ def test_db_upgrade_and_unanswered(isolated_env: Path) -> None:
     assert "2" in rows[0] and "bánh chưng" in rows[0].lower()  # most frequent first
     assert "giá vàng" in table.stdout
     assert "ai ky kl 185" not in table.stdout  # that one was answered
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop is not installed on Windows")
+def test_the_assistant_runs_on_uvloop() -> None:
+    async def loop_class() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_event_loop(loop_class()).startswith("uvloop")
 
 
 def test_run_refuses_an_unmigrated_database() -> None:
