@@ -361,22 +361,23 @@ class Sender:
         yield to the loop until it is over rather than trust a timer (they fire up to a
         millisecond late), so the first request leaves on time."""
         left = channel.paused_until - now
-        for mark in (_TOP_UP_AHEAD, _CANCEL_CHECK_AHEAD):
-            if left > mark:
-                await self._sleep(channel, left - mark)
-                if channel.paused_until - time.monotonic() > mark:
-                    return  # woken early (or the pause grew): wait on
-                if mark == _TOP_UP_AHEAD:
-                    if self._should_claim(channel, time.monotonic(), low=channel.batch):
-                        with contextlib.suppress(Exception):  # retried after the pause
-                            await self._claim(channel)
-                else:
-                    await self._check_cancellations([channel])
-                return
-        if left > _RESUME_AHEAD:
+        if left > _TOP_UP_AHEAD:
+            reached = await self._sleep_until(channel, channel.paused_until - _TOP_UP_AHEAD)
+            if reached and self._should_claim(channel, time.monotonic(), low=channel.batch):
+                with contextlib.suppress(Exception):  # retried after the pause
+                    await self._claim(channel)
+        elif left > _CANCEL_CHECK_AHEAD:
+            if await self._sleep_until(channel, channel.paused_until - _CANCEL_CHECK_AHEAD):
+                await self._check_cancellations([channel])
+        elif left > _RESUME_AHEAD:
             await self._sleep(channel, left - _RESUME_AHEAD)
         else:
             await asyncio.sleep(0)
+
+    async def _sleep_until(self, channel: _Channel, moment: float) -> bool:
+        """Sleep until ``moment`` (monotonic); False when woken before it."""
+        await self._sleep(channel, moment - time.monotonic())
+        return time.monotonic() >= moment
 
     def _should_claim(self, channel: _Channel, now: float, *, low: int | None = None) -> bool:
         """Whether to fetch more rows: fewer than ``low`` held (default half a batch)."""
