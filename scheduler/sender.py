@@ -348,9 +348,7 @@ class Sender:
                 await asyncio.sleep(delay)
             await channel.slots.acquire()
             if self._stopping or channel.paused_until > time.monotonic() + 0.0005:
-                channel.slots.release()
-                channel.bucket.refund()
-                channel.held.insert(0, held)
+                self._give_back(channel, held)
                 continue
             self._start(channel, held)
 
@@ -529,16 +527,21 @@ class Sender:
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
+    @staticmethod
+    def _give_back(channel: _Channel, held: _Held) -> None:
+        """A row that got a slot and a token but was not sent: held again, first in line."""
+        channel.held.insert(0, held)
+        channel.slots.release()
+        channel.bucket.refund()
+
     def _put_back(self, channel: _Channel, held: _Held, chat_next: float) -> None:
         """A started delivery whose request has not gone out, because a 429 paused the
-        channel in the meantime: the row is held again (first in line), nothing recorded."""
+        channel in the meantime: undo the start; nothing is recorded."""
         chat = held.row.chat_id
         channel.chat_next[chat] = chat_next
         channel.busy.discard(chat)
-        channel.held.insert(0, held)
         channel.in_flight -= 1
-        channel.slots.release()
-        channel.bucket.refund()
+        self._give_back(channel, held)
         channel.wake.set()
 
     async def _deliver(self, channel: _Channel, held: _Held, chat_next: float) -> None:
