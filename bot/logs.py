@@ -1,10 +1,13 @@
-"""Logging set-up with secret redaction: tokens never reach a log line."""
+"""Logging set-up with secret redaction: tokens and invitation codes never reach a log
+line."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Iterable
+
+from bot.redaction import redact_codes
 
 __all__ = ["RedactingFilter", "redact", "setup_logging"]
 
@@ -20,7 +23,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     text = _TOKEN_PATTERNS[0].sub("***", text)
-    return _TOKEN_PATTERNS[1].sub(r"\1***\3", text)
+    return redact_codes(_TOKEN_PATTERNS[1].sub(r"\1***\3", text)) or ""
 
 
 class RedactingFilter(logging.Filter):

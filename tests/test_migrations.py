@@ -37,3 +37,47 @@ async def test_models_match_migrations_and_round_trip(db_url: str) -> None:
         assert await current_revision(engine) == head_revision()
     finally:
         await engine.dispose()
+
+
+async def test_upgrade_redacts_invitation_codes_already_stored(db_url: str) -> None:
+    """Codes typed before redaction existed are replaced where they are stored."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade)
+        await upgrade_database(engine, "0004")
+        rows = [
+            "/start TLABCDEFGHJK",
+            "tl-abcde-fghjk",
+            "Mã mời của tôi: TL-ABCDE-FGHJK nhé",
+            "TL-AAAAA-AAAAB",
+            "Ai ký Kết luận 185?",
+        ]
+        async with engine.begin() as connection:
+            for value in rows:
+                await connection.execute(
+                    text(
+                        "INSERT INTO message_log (channel, user_id, chat_id, kind, text, "
+                        "created_at) VALUES ('zalo', 'u', 'u', 'text', :t, :c)"
+                    ),
+                    {"t": value, "c": datetime.now(UTC)},
+                )
+        await upgrade_database(engine)
+        async with engine.connect() as connection:
+            stored = (
+                await connection.execute(text("SELECT text FROM message_log ORDER BY id"))
+            ).scalars()
+            stored = list(stored)
+        assert stored == [
+            "/start TL-*****-*****",
+            "TL-*****-*****",
+            "Mã mời của tôi: TL-*****-***** nhé",
+            "TL-*****-*****",
+            "Ai ký Kết luận 185?",
+        ]
+    finally:
+        await engine.dispose()

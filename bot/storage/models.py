@@ -44,9 +44,12 @@ PATH_TYPE = String(400).with_variant(String(400, collation="C"), "postgresql")
 
 
 class MessageLog(SQLModel, table=True):
-    """Every incoming message, as received, with what the assistant made of it."""
+    """Every incoming message, as received (invitation codes redacted), with what the
+    assistant made of it. ``update_key`` is the platform's id of the update: a redelivered
+    update finds its row and is not handled twice."""
 
     __tablename__ = "message_log"
+    __table_args__ = (UniqueConstraint("channel", "update_key", name="uq_message_log_update"),)
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
@@ -58,14 +61,16 @@ class MessageLog(SQLModel, table=True):
     entry_id: str | None = Field(default=None, max_length=100)
     score: float | None = None
     matched: bool | None = None
+    update_key: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
 
 
 class Conversation(SQLModel, table=True):
     """Per-person conversation state, kept in the database so it survives a restart.
 
-    ``choices`` holds the payloads last offered as numbered options (channels without
-    buttons); ``flow``/``step``/``data`` hold a multi-step flow in progress.
+    ``choices`` holds the choices last offered as numbered options (channels without
+    buttons), each ``[payload, label]``; ``flow``/``step``/``data`` hold a multi-step flow
+    in progress; ``menu`` names the command menu last set for this person (Telegram).
     """
 
     __tablename__ = "conversation"
@@ -77,7 +82,8 @@ class Conversation(SQLModel, table=True):
     flow: str | None = Field(default=None, max_length=32)
     step: str | None = Field(default=None, max_length=32)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    choices: list[str] = Field(default_factory=list, sa_type=JSON)
+    choices: list[Any] = Field(default_factory=list, sa_type=JSON)
+    menu: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
