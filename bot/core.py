@@ -11,9 +11,12 @@ from typing import Literal, Protocol
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "Button",
+    "ChatType",
     "DeliveryError",
     "Image",
     "IncomingMessage",
+    "Menu",
+    "MenuCommand",
     "MessageKind",
     "PermanentFailure",
     "RecipientBlocked",
@@ -29,6 +32,7 @@ __all__ = [
 MAX_PAYLOAD_BYTES = 64
 
 MessageKind = Literal["text", "button", "media", "unsupported"]
+ChatType = Literal["private", "group"]
 
 
 def utcnow() -> datetime:
@@ -45,6 +49,12 @@ class UserRef:
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
+    """One message or button press. ``chat_type`` "group" covers groups and supergroups;
+    there ``addressed`` says whether the assistant was spoken to (a command, a mention, a
+    reply to one of its messages) — adapters strip the mention from ``text``.
+    ``update_key``: the platform's unique id of this update (a redelivery has the same),
+    so that one update is never handled twice."""
+
     channel: str
     user_id: str
     chat_id: str
@@ -54,6 +64,13 @@ class IncomingMessage:
     user_name: str | None = None
     message_id: str | None = None
     received_at: datetime = field(default_factory=utcnow)
+    chat_type: ChatType = "private"
+    addressed: bool = True
+    update_key: str | None = None
+
+    @property
+    def in_group(self) -> bool:
+        return self.chat_type == "group"
 
     @property
     def user(self) -> UserRef:
@@ -76,8 +93,13 @@ class IncomingMessage:
 
 @dataclass(frozen=True, slots=True)
 class Button:
+    """A choice. ``command``: what to type instead where a channel has no buttons; such a
+    choice is never given a number there (a cancel or a stop must not be the number that
+    the previous screen used for going forward)."""
+
     label: str
     payload: str
+    command: str | None = None
 
     def __post_init__(self) -> None:
         size = len(self.payload.encode("utf-8"))
@@ -87,9 +109,12 @@ class Button:
 
 @dataclass(frozen=True, slots=True)
 class Image:
+    """A picture; ``alt_text`` is sent instead where a channel cannot show pictures."""
+
     data: bytes
     filename: str = "image.png"
     caption: str | None = None
+    alt_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +133,17 @@ class Reply:
     @property
     def flat_buttons(self) -> list[Button]:
         return [button for row in self.buttons for button in row]
+
+
+MenuCommand = tuple[str, str]  # (command without the slash, description)
+
+
+@dataclass(frozen=True, slots=True)
+class Menu:
+    """A command menu (Telegram's "/" menu). ``key`` names it (what is stored per person)."""
+
+    key: str
+    commands: tuple[MenuCommand, ...]
 
 
 # --------------------------------------------------------------------------- pushes

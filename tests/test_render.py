@@ -53,3 +53,24 @@ def test_split_never_exceeds_and_keeps_every_word(text: str, limit: int) -> None
     chunks = split_text(text, limit)
     assert all(0 < len(c) <= limit for c in chunks)
     assert "".join("".join(chunks).split()) == "".join(text.split())
+
+
+def test_a_heading_is_not_sent_alone_and_lists_are_not_cut_at_semicolons() -> None:
+    body = " ".join(f"Nhiệm vụ số {n}: chuẩn bị văn kiện; rà soát nhân sự." for n in range(60))
+    text = f"Xem trước thông báo:\n———\nTHÔNG BÁO của Tỉnh ủy:\n\n{body}\n———\nGửi cho 3 người."
+    chunks = split_text(text, 2000)
+    assert len(chunks) >= 2
+    assert chunks[0].startswith("Xem trước thông báo:") and len(chunks[0]) > 1000
+    assert all(c.endswith((".", "người.")) for c in chunks)  # never after a ";" or ":"
+    assert "".join("".join(chunks).split()) == "".join(text.split())
+
+
+def test_parts_are_numbered() -> None:
+    from bot.channels.zalo import render as zalo_render
+
+    reply = Reply(text="Câu rất dài của câu trả lời. " * 200)
+    parts = zalo_render(reply)
+    assert [p.split(" ")[0] for p in parts] == [
+        f"({i}/{len(parts)})" for i in range(1, len(parts) + 1)
+    ]
+    assert all(len(p) <= 2000 for p in parts)
