@@ -13,48 +13,57 @@ import re
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from bot.core import IncomingMessage, Reply, UserRef, utcnow
-from bot.render import numbered
+from bot.choices import bare_number, from_stored, pick, to_stored
+from bot.core import Button, IncomingMessage, Menu, Reply, UserRef, utcnow
+from bot.redaction import redact_codes
+from bot.render import numbered, numbered_buttons
 from bot.storage.db import AsyncSession, SessionFactory
 from bot.storage.models import Conversation, MessageLog
-from handlers import ROUTES, Context, Route, UserError
+from handlers import PRIVATE_ONLY, ROUTES, Context, Route, UserError, expired_notice
+from handlers.menus import GROUP_MENU, GUEST_MENU, menu_for, menu_key
 from handlers.people import identify
+from handlers.qa import looks_like_question
 from handlers.routing import HandlerResult
 from knowledge import Knowledge
 from scheduler.outbox import unblock
 
-__all__ = ["App", "FloodGuard", "sanitize_text"]
+__all__ = ["App", "FloodGuard", "Outcome", "sanitize_text"]
 
 log = logging.getLogger(__name__)
 
 THROTTLE_NOTICE = (
-    "Đồng chí đang gửi nhiều tin nhắn liên tiếp. Xin vui lòng chờ khoảng một phút rồi gửi "
-    "tiếp; các tin nhắn vừa rồi đã được ghi nhận."
+    "Đồng chí đang gửi nhiều tin nhắn liên tiếp nên tin nhắn vừa rồi chưa được xử lý. Xin vui "
+    "lòng chờ khoảng một phút rồi gửi lại. (Các lựa chọn và báo cáo đang làm dở vẫn được nhận "
+    "bình thường.)"
 )
 ERROR_REPLY = "Xin lỗi, đã có lỗi khi xử lý yêu cầu của đồng chí. Xin vui lòng thử lại sau ít phút."
-EXPIRED_NOTICE = (
-    "Phiên thao tác trước đã hết hạn do lâu không có phản hồi, thông tin chưa hoàn tất "
-    "không được ghi nhận."
+NO_LIST = (
+    "Hiện không có danh sách lựa chọn nào đang chờ đồng chí trả lời. Đồng chí gõ câu hỏi, "
+    "hoặc /help để xem các lệnh."
 )
+AFTER_EXPIRY = "Nội dung vừa gửi chưa được ghi nhận. Nếu đồng chí muốn hỏi, xin gửi câu hỏi."
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CHOICE_RE = re.compile(r"^\s*(\d{1,3})\s*[.)]?\s*$")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[@-Z\\-_]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff\u200b]")
 
 
 def sanitize_text(text: str | None) -> str | None:
-    """Drop control characters (NUL breaks PostgreSQL text); keep newlines and tabs."""
+    """Drop terminal escape sequences, control characters (NUL breaks PostgreSQL text),
+    byte-order marks and zero-width spaces; keep newlines and tabs."""
     if text is None:
         return None
-    return _CONTROL_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _ANSI_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _CONTROL_RE.sub("", text)
 
 
 class FloodGuard:
@@ -91,8 +100,18 @@ class FloodGuard:
             self._notified.discard(user)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What dispatch decided: the replies, and (on channels with command menus) the menu to
+    show this person when it changed."""
+
+    replies: list[Reply]
+    menu: Menu | None = None
+
+
 class App:
-    """The assistant's core. Adapters call :meth:`dispatch` and render what it returns."""
+    """The assistant's core. Adapters call :meth:`dispatch` (or :meth:`handle`) and render
+    what it returns."""
 
     def __init__(
         self,
@@ -106,6 +125,7 @@ class App:
         clock: Callable[[], datetime] = utcnow,
         routes: Sequence[Route] = ROUTES,
         push_window: Callable[[datetime], datetime] | None = None,
+        channels: Collection[str] = (),
     ) -> None:
         self.knowledge = knowledge
         self.sessions = sessions
@@ -116,6 +136,9 @@ class App:
         self.clock = clock
         self.routes = tuple(routes)
         self.push_window = push_window
+        self.channels = frozenset(channels)  # the messengers configured (invitation texts)
+        self.guest_menu: Menu = GUEST_MENU  # the menus of people not enrolled, and of groups
+        self.group_menu: Menu = GROUP_MENU
         self._locks: weakref.WeakValueDictionary[UserRef, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -124,45 +147,65 @@ class App:
         """Handle one incoming message; return the replies to send, in order.
 
         ``buttons`` says whether the channel can show buttons; if not, choices are numbered
-        and a reply of "1", "2", ... picks one.
+        and a reply of "1", "2", ... (or the words of a choice) picks one.
         """
+        return (await self.handle(msg, buttons=buttons)).replies
+
+    async def handle(self, msg: IncomingMessage, *, buttons: bool, menus: bool = False) -> Outcome:
+        """:meth:`dispatch`, and with ``menus`` the command menu this person should now see
+        when it is not the one last set."""
         msg = replace(msg, text=sanitize_text(msg.text))
         lock = self._locks.get(msg.user)
         if lock is None:
             lock = asyncio.Lock()
             self._locks[msg.user] = lock
         async with lock:  # one person's messages are handled in order
-            return await self._dispatch(msg, buttons=buttons)
+            return await self._dispatch(msg, buttons=buttons, menus=menus)
 
-    async def _dispatch(self, msg: IncomingMessage, *, buttons: bool) -> list[Reply]:
+    async def _dispatch(self, msg: IncomingMessage, *, buttons: bool, menus: bool) -> Outcome:
         now = self.clock()
         entry = MessageLog(
             channel=msg.channel,
             user_id=msg.user_id,
             chat_id=msg.chat_id,
             kind=msg.kind,
-            text=msg.payload if msg.kind == "button" else msg.text,
+            text=redact_codes(msg.payload if msg.kind == "button" else msg.text),
+            update_key=msg.update_key,
             created_at=now,
         )
-        verdict = self.flood.check(msg.user)
-        if verdict != "ok":
-            entry.route = "throttled"
+        notices: list[Reply] = []
+        if msg.in_group and not msg.addressed:
+            # Group chatter not meant for the assistant: not answered, its text not kept.
+            entry.route, entry.text = "group_ignored", None
             await self._record(entry)
-            return [Reply(text=THROTTLE_NOTICE)] if verdict == "notify" else []
-
+            return Outcome([])
         try:
             async with self.sessions() as session:
+                if msg.update_key is not None:
+                    session.add(entry)
+                    try:
+                        await session.flush()
+                    except IntegrityError:
+                        log.info("a %s update was delivered again: not handled twice", msg.channel)
+                        return Outcome([])
                 conversation = await _conversation(session, msg.user)
+                if not _continues(msg, conversation, buttons):
+                    verdict = self.flood.check(msg.user)
+                    if verdict != "ok":
+                        entry.route = "throttled"
+                        session.add(entry)
+                        await session.commit()
+                        return Outcome([Reply(text=THROTTLE_NOTICE)] if verdict == "notify" else [])
                 identity = await identify(session, msg.user)
                 if identity is not None:
                     await unblock(session, msg.channel, msg.user_id)  # they write: pushes resume
-                notices: list[Reply] = []
+                expired = False
                 if conversation.flow and now - conversation.updated_at > self.conversation_timeout:
+                    notices.append(Reply(text=expired_notice(conversation)))
                     conversation.flow = conversation.step = None
                     conversation.data = {}
                     conversation.choices = []
-                    notices.append(Reply(text=EXPIRED_NOTICE))
-                msg, early = self._resolve_choice(msg, conversation, buttons)
+                    expired = True
                 ctx = Context(
                     session=session,
                     knowledge=self.knowledge,
@@ -177,24 +220,38 @@ class App:
                     ),
                     identity=identity,
                     push_window=self.push_window,
+                    in_group=msg.in_group,
+                    channels=self.channels,
                 )
+                before = (conversation.flow, conversation.step)
+                msg, early = self._resolve_choice(msg, conversation, buttons, expired)
+                if early is None and expired and _answers_the_expired_flow(msg):
+                    # A note or a choice meant for the flow that just expired: it must not
+                    # start anything else (a note can read like a new report).
+                    early = Reply(text=AFTER_EXPIRY)
                 if early is not None:
-                    entry.route = "choice_out_of_range"
+                    entry.route = "expired" if expired else "choice_invalid"
                     replies = [early]
                 else:
                     route = self._route(msg, ctx)
                     replies = _as_list(await route.handler(msg, ctx))
                     entry.route = entry.route or route.name
-                    replies = self._present(replies, conversation, buttons)
+                replies = self._present(replies, conversation, buttons, msg.in_group, before)
+                menu = None
+                if menus and not msg.in_group:
+                    key = menu_key(ctx.identity)
+                    if key != (conversation.menu or GUEST_MENU.key):
+                        menu = await menu_for(session, ctx.identity)
+                        conversation.menu = menu.key
                 conversation.updated_at = now
                 session.add(conversation)
                 session.add(entry)
                 await session.commit()
-                return notices + replies
+                return Outcome(notices + replies, menu)
         except UserError as exc:
             entry = _fresh(entry, route="user_error")
             await self._record(entry)
-            return [Reply(text=exc.message)]
+            return Outcome([*notices, Reply(text=exc.message)])
         except Exception:
             log.exception(
                 "handling a %s message from %s failed", msg.channel, _redact_user(msg.user_id)
@@ -204,42 +261,90 @@ class App:
                 await self._record(entry)
             except Exception:
                 log.exception("could not record the failed message either")
-            return [Reply(text=ERROR_REPLY)]
+            return Outcome([Reply(text=ERROR_REPLY)])
 
     def _route(self, msg: IncomingMessage, ctx: Context) -> Route:
         for route in self.routes:
+            if route.private and msg.in_group:
+                if route.explicitly_matches(msg, ctx):
+                    return PRIVATE_ONLY  # a personal or admin command: not in a group
+                continue
             if route.matches(msg, ctx):
                 return route
         raise LookupError("no route matched and there is no fallback")  # pragma: no cover
 
     def _resolve_choice(
-        self, msg: IncomingMessage, conversation: Conversation, buttons: bool
+        self, msg: IncomingMessage, conversation: Conversation, buttons: bool, expired: bool
     ) -> tuple[IncomingMessage, Reply | None]:
-        """On channels without buttons, "2" picks the second of the choices last offered."""
-        if buttons or msg.kind != "text" or not conversation.choices or msg.text is None:
+        """On channels without buttons, "2", "số 2", "hai" or the words of a choice pick
+        one of the choices last offered. A number with nothing to choose from is said so."""
+        if msg.kind != "text" or msg.text is None or msg.in_group or msg.command is not None:
             return msg, None
-        match = _CHOICE_RE.match(msg.text)
-        if match is None:
+        choices = [] if buttons else from_stored(conversation.choices)
+        if choices:
+            picked = pick(msg.text, choices)
+            if picked.kind == "choice" and picked.choice is not None:
+                return replace(msg, kind="button", payload=picked.choice.payload), None
+            if picked.kind == "out_of_range":
+                listing = Reply(
+                    text=f"Đồng chí vui lòng chọn một số từ 1 đến {len(choices)}:",
+                    buttons=tuple((Button(c.label, c.payload),) for c in choices),
+                )
+                return msg, listing
             return msg, None
-        number = int(match.group(1))
-        choices = conversation.choices
-        if not 1 <= number <= len(choices):
-            return msg, Reply(text=f"Đồng chí vui lòng chọn một số từ 1 đến {len(choices)}.")
-        return replace(msg, kind="button", payload=choices[number - 1]), None
+        if bare_number(msg.text) is not None and (conversation.flow is None or expired):
+            return msg, Reply(text=NO_LIST)
+        return msg, None
 
     @staticmethod
-    def _present(replies: list[Reply], conversation: Conversation, buttons: bool) -> list[Reply]:
-        """Remember the choices just offered; number them where there are no buttons."""
-        if not replies:
-            return replies
-        offered = [b.payload for r in replies for b in r.flat_buttons]
-        conversation.choices = [] if buttons else offered
+    def _present(
+        replies: list[Reply],
+        conversation: Conversation,
+        buttons: bool,
+        in_group: bool,
+        before: tuple[str | None, str | None],
+    ) -> list[Reply]:
+        """Remember the choices just offered; number them where there are no buttons. A
+        reply that offers nothing while a flow still waits at the same step keeps the
+        choices on offer (a mistyped answer must not empty the list)."""
+        if in_group:
+            return replies if buttons else [numbered(r) for r in replies]
+        offered = [b for r in replies for b in numbered_buttons(r)]
+        waiting = conversation.flow is not None and (conversation.flow, conversation.step) == before
+        if buttons:
+            conversation.choices = []
+        elif offered or not waiting:
+            conversation.choices = to_stored(offered)
         return replies if buttons else [numbered(r) for r in replies]
 
     async def _record(self, entry: MessageLog) -> None:
         async with self.sessions() as session:
             session.add(entry)
-            await session.commit()
+            try:
+                await session.commit()
+            except IntegrityError:  # the same update delivered again
+                await session.rollback()
+
+
+def _answers_the_expired_flow(msg: IncomingMessage) -> bool:
+    return (
+        msg.kind == "text"
+        and msg.command is None
+        and bool((msg.text or "").strip())
+        and not looks_like_question(msg.text)
+    )
+
+
+def _continues(msg: IncomingMessage, conversation: Conversation, buttons: bool) -> bool:
+    """A button press, or a message that answers a flow in progress or picks a numbered
+    choice: never throttled (nothing an official confirmed may be dropped)."""
+    if msg.kind == "button":
+        return True
+    if msg.kind != "text" or msg.in_group:
+        return False
+    if conversation.flow is not None:
+        return True
+    return not buttons and bool(conversation.choices) and bare_number(msg.text) is not None
 
 
 def _as_list(result: HandlerResult) -> list[Reply]:
@@ -259,6 +364,7 @@ def _fresh(entry: MessageLog, *, route: str) -> MessageLog:
         kind=entry.kind,
         text=entry.text,
         route=route,
+        update_key=entry.update_key,
         created_at=entry.created_at,
     )
 

@@ -98,5 +98,13 @@ async def build_services(
         conversation_timeout_minutes=settings.conversation_timeout_minutes,
         bot_username=settings.telegram_bot_username,
         push_window=policy.next_allowed,
+        channels=[
+            name
+            for name, token in (
+                ("telegram", settings.telegram_bot_token),
+                ("zalo", settings.zalo_bot_token),
+            )
+            if token is not None
+        ],
     )
     return Services(settings, knowledge, engine, sessions, app, policy)

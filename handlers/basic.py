@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from bot.core import IncomingMessage, Reply
+from bot.redaction import DEEP_LINK_ACTIONS, find_code
 from handlers.context import Context
 
-__all__ = ["EXAMPLES", "GREETING", "media", "stale_button", "unknown_command"]
+__all__ = [
+    "EXAMPLES",
+    "GREETING",
+    "media",
+    "private_only",
+    "stale_button",
+    "unknown_command",
+]
 
 GREETING = (
     "Xin chào đồng chí! Tôi là Trợ lý Kết luận, trả lời các câu hỏi về kết luận của Bộ Chính "
@@ -38,4 +46,29 @@ async def stale_button(msg: IncomingMessage, ctx: Context) -> Reply:
     ctx.log.route = "stale_button"
     return Reply(
         text="Lựa chọn này không còn hiệu lực. Đồng chí vui lòng gõ lại câu hỏi hoặc lệnh."
+    )
+
+
+async def private_only(msg: IncomingMessage, ctx: Context) -> Reply:
+    """A personal or administrative request made in a group: nothing of it runs there."""
+    ctx.log.route = "private_only"
+    command = msg.command
+    action = command[0] if command is not None and command[0] in DEEP_LINK_ACTIONS else ""
+    if ctx.bot_username:
+        link = f"https://t.me/{ctx.bot_username}" + (f"?start={action}" if action else "")
+        where = f"trong tin nhắn riêng với trợ lý: {link}"
+    else:
+        where = "trong tin nhắn riêng với trợ lý."
+    if find_code(msg.text) is not None:
+        return Reply(
+            text=(
+                "Mã mời là thông tin riêng, xin đừng gửi trong nhóm. Đồng chí vui lòng gửi mã "
+                f"{where}"
+            )
+        )
+    return Reply(
+        text=(
+            "Việc này có thông tin riêng nên không làm trong nhóm. Đồng chí vui lòng tiếp tục "
+            f"{where}"
+        )
     )

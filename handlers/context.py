@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -42,6 +42,8 @@ class Context:
     identity: Identity | None = None  # the enrolled person writing, if any
     # The first moment a push may go out from a given time (quiet hours, days off).
     push_window: Callable[[datetime], datetime] | None = None
+    in_group: bool = False  # the message came from a group chat
+    channels: frozenset[str] = field(default_factory=frozenset)  # messengers configured
 
     @property
     def local_now(self) -> datetime:

@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
+import re
+
 from bot.core import Button, IncomingMessage, Reply
+from bot.render import fit_label
 from handlers.context import Context
 from knowledge import Entry, SearchResult
+from knowledge.normalize import fold
 
-__all__ = ["answer_reply", "ask", "entry_reply", "pick_suggestion", "result_reply"]
+__all__ = [
+    "answer_reply",
+    "ask",
+    "entry_reply",
+    "looks_like_question",
+    "pick_suggestion",
+    "result_reply",
+]
+
+SUGGESTION_LABEL = 60  # characters of a suggestion button (cut at a word, with "…")
+_QUESTION_WORDS = re.compile(
+    r"^(ai|khi nao|bao gio|tai sao|vi sao|lam sao|lam the nao|nhu the nao|the nao|co phai|"
+    r"co duoc|hoi|cho hoi|xin hoi|cho em hoi|cho toi hoi|o dau|bao nhieu|may|ky nao|ngay nao|"
+    r"thang nao|nam nao|van ban nao|co quan nao|cap nao|nhung ai|nhung gi|gi)\b"
+)
+_QUESTION_ENDS = re.compile(
+    r"\b(khong|ko|k|hong|chua|gi|nao|sao|ai|dau|may|bao nhieu|bao gio|the nao|ra sao|"
+    r"duoc khong|phai khong|chang|u)$"
+)
+_POLITE_TAIL = re.compile(r"(\s+(a|ha|nhi|nhe|nha|vay|z|day|the|ah|a oi|voi|giup em|giup toi))+$")
+
+
+def looks_like_question(text: str | None) -> bool:
+    """Whether a message reads as a question ("Ai ký Kết luận 185?", "xã phải xong khi nào
+    ạ", "hạn đại hội tỉnh là bao giờ") rather than a statement or a note."""
+    if not text:
+        return False
+    if "?" in text:
+        return True
+    folded = " ".join(re.sub(r"[^\w\s]", " ", fold(text)).split())
+    if not folded:
+        return False
+    if _QUESTION_WORDS.match(folded):
+        return True
+    trimmed = _POLITE_TAIL.sub("", folded)
+    return bool(_QUESTION_ENDS.search(trimmed)) or " khi nao" in f" {trimmed}"
+
 
 SUGGESTION_PREFIX = "qa:"
 
@@ -43,7 +83,12 @@ def result_reply(result: SearchResult) -> Reply:
     lead = VAGUE_QUESTION if result.reason == "vague" else NO_ANSWER
     if result.suggestions:
         buttons = tuple(
-            (Button(label=entry.title, payload=f"{SUGGESTION_PREFIX}{entry.id}"),)
+            (
+                Button(
+                    label=fit_label(entry.title, SUGGESTION_LABEL),
+                    payload=f"{SUGGESTION_PREFIX}{entry.id}",
+                ),
+            )
             for entry in result.suggestions
         )
         return Reply(text=f"{lead}\n\n{SUGGEST_HEADER}", buttons=buttons)

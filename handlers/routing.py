@@ -18,7 +18,11 @@ Predicate = Callable[[IncomingMessage, Context], bool]
 @dataclass(frozen=True)
 class Route:
     """``commands``: slash commands; ``payload_prefix``: button payloads; ``flow``: a
-    conversation flow in progress; ``when``: any other condition; ``fallback``: everything."""
+    conversation flow in progress; ``when``: any other condition; ``fallback``: everything.
+
+    ``private``: a personal or administrative use case. In a group chat it never runs: asked
+    for explicitly (its command, button or condition) it gets a pointer to the private chat;
+    a flow in progress is not continued from a group."""
 
     name: str
     handler: Handler
@@ -28,6 +32,20 @@ class Route:
     when: Predicate | None = None
     kinds: frozenset[str] = frozenset()
     fallback: bool = False
+    private: bool = False
+
+    def explicitly_matches(self, msg: IncomingMessage, ctx: Context) -> bool:
+        """Asked for by its command, its button or its condition (not by a flow)."""
+        command = msg.command
+        if self.commands and command is not None and command[0] in self.commands:
+            return True
+        if (
+            self.payload_prefix is not None
+            and msg.kind == "button"
+            and (msg.payload or "").startswith(self.payload_prefix)
+        ):
+            return True
+        return self.when is not None and self.when(msg, ctx)
 
     def matches(self, msg: IncomingMessage, ctx: Context) -> bool:
         if self.fallback:
