@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
+from dataclasses import replace
+from datetime import date, timedelta
+
+from sqlmodel import select
 
 from bot.core import Image, IncomingMessage, Reply
-from handlers import progress
-from handlers.basic import GREETING
+from bot.storage.models import PersonChannel, Unit
+from handlers.basic import EXAMPLES, GREETING, private_only
 from handlers.context import Context, UserError
+from handlers.enrolment import enrol
+from handlers.formatting import CHANNEL_NAMES, vn_date, vn_number
+from handlers.menus import commands_text
 from handlers.people import (
-    INVALID_CODE,
     ROLE_NAMES,
     ROLES,
     Identity,
     can_manage,
     create_invite,
-    redeem,
 )
 from handlers.reports import chart_png
-from handlers.rollup import compute, render_text
-from handlers.units import LEVEL_NAMES, unit_by_code
+from handlers.rollup import children_text, compute, render_text
+from handlers.routing import Handler, HandlerResult
+from handlers.units import LEVEL_NAMES, require_unit, unit_code_argument
 
 __all__ = [
+    "DEEP_LINKS",
     "cancel",
-    "enrol",
+    "help_reply",
     "invite",
     "invite_text",
     "me",
@@ -45,100 +53,104 @@ ROLE_ALIASES = {
 DEFAULT_INVITE_DAYS = 14
 
 
-def invite_text(code: str, unit_name: str, role: str, bot_username: str | None, days: int) -> str:
-    """How to use an invitation, for the person who will pass it on."""
+def invite_text(
+    code: str,
+    unit_name: str,
+    role: str,
+    bot_username: str | None,
+    days: int,
+    *,
+    uses: int = 1,
+    channels: Collection[str] = (),
+    expires: date | None = None,
+) -> str:
+    """How to use an invitation, for the person who will pass it on. Only the messengers
+    that are configured are mentioned (both when none is known)."""
     compact = code.replace("-", "")
-    link = (
-        f"https://t.me/{bot_username}?start={compact}"
-        if bot_username
-        else "(liên kết Telegram: chưa biết tên bot)"
-    )
-    return (
-        f"Mã mời: {code}\n"
-        f"Đơn vị: {unit_name} — vai trò: {ROLE_NAMES[role]}\n"
-        f"Hiệu lực: {days} ngày.\n\n"
-        f"• Trên Telegram: mở {link}\n"
-        f"• Trên Zalo: nhắn mã {code} cho trợ lý."
-    )
-
-
-async def enrol(msg: IncomingMessage, ctx: Context) -> Reply:
-    """``/start <mã>`` (Telegram deep link) or a message that is an invitation code."""
-    command = msg.command
-    code = command[1] if command is not None else (msg.text or "")
-    result = await redeem(
-        ctx.session,
-        code=code,
-        user=msg.user,
-        chat_id=msg.chat_id,
-        name=msg.user_name,
-        now=ctx.now,
-    )
-    ctx.log.route = "enrol"
-    if result is None:
-        ctx.log.route = "enrol_refused"
-        return Reply(text=INVALID_CODE)
-    identity, created = result
-    ctx.identity = identity
-    welcome = "Chào mừng đồng chí" if created else "Đã cập nhật thông tin của đồng chí"
-    return Reply(
-        text=(
-            f"{welcome}! Đồng chí đã được ghi nhận là {ROLE_NAMES[identity.role]} của "
-            f"{identity.unit.name}.\n\n{_commands_for(identity)}"
+    telegram = "telegram" in channels or not channels or bot_username is not None
+    zalo = "zalo" in channels or not channels
+    until = f" (đến hết ngày {vn_date(expires)})" if expires else ""
+    people = "1 người" if uses == 1 else f"{vn_number(uses)} người"
+    lines = [
+        f"Mã mời: {code}",
+        f"Đơn vị: {unit_name} — vai trò: {ROLE_NAMES[role]}",
+        f"Dùng được cho: {people}. Hiệu lực: {days} ngày{until}.",
+        "",
+    ]
+    if telegram:
+        link = (
+            f"mở https://t.me/{bot_username}?start={compact}"
+            if bot_username
+            else f"tìm trợ lý trên Telegram và gửi mã {code}"
         )
-    )
-
-
-def _commands_for(identity: Identity | None) -> str:
-    lines = ["Các lệnh:", "/hoi <câu hỏi> — hỏi về các kết luận"]
-    if identity is not None:
-        lines.append("/baocao — báo cáo tiến độ nhiệm vụ của đơn vị")
-        if identity.role in {"unit_admin", "admin"}:
-            lines.append("/tiendo [mã đơn vị] — xem tiến độ các đơn vị")
-            lines.append("/moi <mã đơn vị> [canbo|quantri] — tạo mã mời")
-            lines.append("/thongbao — gửi thông báo cho cán bộ")
-        lines.append("/toi — thông tin tài khoản")
-        lines.append("/huy — hủy thao tác đang làm")
-    lines.append("/help — hướng dẫn sử dụng")
+        lines.append(f"• Trên Telegram: {link}")
+    if zalo:
+        lines.append(f"• Trên Zalo: nhắn mã {code} cho trợ lý.")
     return "\n".join(lines)
 
 
 async def help_reply(msg: IncomingMessage, ctx: Context) -> Reply:
-    from handlers.basic import EXAMPLES
-
     ctx.log.route = "help"
     return Reply(
         text=(
-            f"{EXAMPLES}\n\n{_commands_for(ctx.identity)}\n\n"
+            f"{EXAMPLES}\n\n{await _commands(ctx)}\n\n"
             "Mỗi câu trả lời đều ghi rõ nguồn. Khi chưa có thông tin, tôi sẽ nói rõ "
             "thay vì đoán."
         )
     )
 
 
-async def start(msg: IncomingMessage, ctx: Context) -> Reply:
-    command = msg.command
-    if command is not None and command[1]:
-        return await enrol(msg, ctx)
-    from handlers.basic import EXAMPLES
+async def _commands(ctx: Context) -> str:
+    if ctx.in_group:
+        return "Các lệnh trong nhóm:\n/hoi <câu hỏi> — hỏi về các kết luận\n/help — hướng dẫn"
+    return await commands_text(ctx.session, ctx.identity)
 
+
+DEEP_LINKS: dict[str, Handler] = {}  # filled below: /start baocao -> /baocao, ...
+
+
+async def start(msg: IncomingMessage, ctx: Context) -> HandlerResult:
+    """``/start``, ``/start <mã mời>`` (a Telegram invitation link) or ``/start baocao`` (a
+    "continue in the private chat" link)."""
+    command = msg.command
+    payload = command[1] if command is not None else ""
+    if payload and ctx.in_group:
+        return await private_only(msg, ctx)  # a code or a personal link, typed in a group
+    if payload:
+        action = DEEP_LINKS.get(payload.lower())
+        if action is not None:
+            return await action(replace(msg, text=f"/{payload.lower()}"), ctx)
+        return await enrol(msg, ctx)
     ctx.log.route = "start"
     who = ""
-    if ctx.identity is not None:
+    if ctx.identity is not None and not ctx.in_group:
         who = f"\n\nĐồng chí đang là {ROLE_NAMES[ctx.identity.role]} của {ctx.identity.unit.name}."
-    return Reply(text=f"{GREETING}{who}\n\n{EXAMPLES}\n\n{_commands_for(ctx.identity)}")
+    return Reply(text=f"{GREETING}{who}\n\n{EXAMPLES}\n\n{await _commands(ctx)}")
 
 
 async def me(msg: IncomingMessage, ctx: Context) -> Reply:
     identity = ctx.identity
     if identity is None:
-        return Reply(text=progress.NOT_ENROLLED)
+        return Reply(
+            text=(
+                "Đồng chí chưa có tài khoản trên trợ lý. Đồng chí vẫn hỏi được về các kết "
+                "luận; để báo cáo tiến độ, xin gửi mã mời do văn phòng cấp ủy cấp (dạng "
+                "TL-ABCDE-FGHJK)."
+            )
+        )
     unit = identity.unit
+    links = (
+        await ctx.session.exec(
+            select(PersonChannel.channel).where(PersonChannel.person_id == identity.person.id)
+        )
+    ).all()
+    channels = ", ".join(sorted(CHANNEL_NAMES.get(c, c) for c in links))
     return Reply(
         text=(
             f"Đồng chí {identity.person.name}\n"
             f"Đơn vị: {unit.name} (mã {unit.code}, {LEVEL_NAMES.get(unit.level, unit.level)})\n"
-            f"Vai trò: {ROLE_NAMES[identity.role]}"
+            f"Vai trò: {ROLE_NAMES[identity.role]}\n"
+            f"Kênh đã liên kết: {channels}\n\n{await _commands(ctx)}"
         )
     )
 
@@ -158,20 +170,18 @@ def _require_manager(ctx: Context) -> Identity:
     return identity
 
 
+INVITE_USAGE = "/moi <mã đơn vị> [canbo|quantri] [số người dùng] [số ngày]"
+
+
 async def invite(msg: IncomingMessage, ctx: Context) -> Reply:
-    """``/moi <mã đơn vị> [canbo|quantri|admin] [số lượt] [số ngày]``."""
+    """``/moi <mã đơn vị> [canbo|quantri|admin] [số người dùng] [số ngày]``."""
     identity = _require_manager(ctx)
     args = (msg.command[1] if msg.command else "").split()
     if not args:
-        return Reply(
-            text=(
-                "Cách dùng: /moi <mã đơn vị> [canbo|quantri] [số lượt] [số ngày]\n"
-                "Ví dụ: /moi HN.XA01 canbo 1 14"
-            )
-        )
-    unit = await unit_by_code(ctx.session, args[0])
-    if unit is None:
-        raise UserError(f"Không tìm thấy đơn vị có mã {args[0]}.")
+        return Reply(text=f"Cách dùng: {INVITE_USAGE}\nVí dụ: /moi HN.XA01 canbo 1 14")
+    if len(args) > 4:
+        raise UserError(f"Lệnh có phần thừa «{' '.join(args[4:])}». Cách dùng: {INVITE_USAGE}")
+    unit = await require_unit(ctx.session, args[0], _scope(identity))
     if not can_manage(identity, unit):
         raise UserError("Đồng chí chỉ tạo được mã mời cho các đơn vị mình quản lý.")
     role = ROLE_ALIASES.get(args[1].lower(), "") if len(args) > 1 else "official"
@@ -183,7 +193,9 @@ async def invite(msg: IncomingMessage, ctx: Context) -> Reply:
         uses = int(args[2]) if len(args) > 2 else 1
         days = int(args[3]) if len(args) > 3 else DEFAULT_INVITE_DAYS
     except ValueError:
-        raise UserError("Số lượt và số ngày phải là số, ví dụ: /moi HN.XA01 canbo 1 14") from None
+        raise UserError(
+            "Số người dùng và số ngày phải là số, ví dụ: /moi HN.XA01 canbo 1 14"
+        ) from None
     code = await create_invite(
         ctx.session,
         unit=unit,
@@ -194,18 +206,35 @@ async def invite(msg: IncomingMessage, ctx: Context) -> Reply:
         now=ctx.now,
     )
     ctx.log.route = "invite_created"
-    return Reply(text=invite_text(code, unit.name, role, ctx.bot_username, days))
+    return Reply(
+        text=invite_text(
+            code,
+            unit.name,
+            role,
+            ctx.bot_username,
+            days,
+            uses=uses,
+            channels=ctx.channels,
+            expires=(ctx.now + timedelta(days=days)).astimezone(ctx.zone).date(),
+        )
+    )
+
+
+def _scope(identity: Identity) -> Unit | None:
+    return None if identity.role == "admin" else identity.unit
+
+
+TIENDO_USAGE = "/tiendo [mã đơn vị]"
 
 
 async def progress_view(msg: IncomingMessage, ctx: Context) -> list[Reply]:
-    """``/tiendo [mã đơn vị]``: the roll-up for the manager's subtree, with a chart."""
+    """``/tiendo [mã đơn vị]``: the roll-up for the manager's subtree, with a chart (as text
+    where pictures cannot be shown)."""
     identity = _require_manager(ctx)
-    code = msg.command[1] if msg.command else ""
+    code = unit_code_argument(msg.command[1] if msg.command else "", TIENDO_USAGE)
     unit = identity.unit
     if code:
-        found = await unit_by_code(ctx.session, code)
-        if found is None:
-            raise UserError(f"Không tìm thấy đơn vị có mã {code}.")
+        found = await require_unit(ctx.session, code, _scope(identity))
         if not can_manage(identity, found):
             raise UserError("Đồng chí chỉ xem được tiến độ các đơn vị mình quản lý.")
         unit = found
@@ -216,7 +245,12 @@ async def progress_view(msg: IncomingMessage, ctx: Context) -> list[Reply]:
         replies.append(
             Reply(
                 text="",
-                image=Image(png, "tien-do.png", f"Tỷ lệ hoàn thành theo đơn vị — {unit.name}"),
+                image=Image(
+                    png,
+                    "tien-do.png",
+                    f"Tỷ lệ hoàn thành theo đơn vị — {unit.name}",
+                    alt_text=children_text(rollup),
+                ),
             )
         )
     return replies

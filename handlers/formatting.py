@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-__all__ = ["vn_date", "vn_datetime", "vn_number"]
+__all__ = ["CHANNEL_NAMES", "channel_name", "vn_date", "vn_datetime", "vn_number"]
+
+CHANNEL_NAMES = {"telegram": "Telegram", "zalo": "Zalo", "console": "máy tính"}
+
+
+def channel_name(channel: str) -> str:
+    """``Telegram``, ``Zalo``, ``máy tính`` (the terminal)."""
+    return CHANNEL_NAMES.get(channel, channel)
 
 
 def vn_date(value: date) -> str:

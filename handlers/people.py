@@ -2,13 +2,13 @@
 
 Codes are random (50 bits), single-purpose (one unit and role, or linking one more channel to
 an existing person), expire, are stored only as a SHA-256 hash, and guessing is rate-limited
-per person. A wrong, expired or used-up code all get the same answer.
+per person. A wrong, expired or used-up code all get the same answer. What a code does to
+someone already enrolled is decided by the enrolment use case (``handlers.enrolment``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,19 +18,28 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import UserRef
+from bot.redaction import ALPHABET, CODE_LENGTH, PREFIX, find_code, normalise_code
 from bot.storage.models import Invite, InviteAttempt, Person, PersonChannel, Unit
 from handlers.context import UserError
 
 __all__ = [
+    "RANK",
     "ROLES",
     "ROLE_NAMES",
     "Identity",
+    "apply_invite",
     "can_manage",
+    "consume",
     "create_invite",
+    "enrolment_of",
+    "failed_attempts",
+    "find_invite",
     "format_code",
     "identify",
     "looks_like_code",
-    "redeem",
+    "record_attempt",
+    "target_of",
+    "usable",
 ]
 
 ROLES = ("official", "unit_admin", "admin")
@@ -39,10 +48,7 @@ ROLE_NAMES = {
     "unit_admin": "quản trị đơn vị",
     "admin": "quản trị hệ thống",
 }
-ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed on phones
-CODE_LENGTH = 10
-PREFIX = "TL"
-_CODE_RE = re.compile(rf"^{PREFIX}[{ALPHABET}]{{{CODE_LENGTH}}}$")
+RANK = {role: rank for rank, role in enumerate(ROLES)}
 MAX_FAILED_PER_HOUR = 5
 MAX_USES = 10_000
 MAX_DAYS = 365
@@ -64,17 +70,14 @@ class Identity:
         return self.person.role
 
 
-def _normalise(text: str) -> str:
-    return re.sub(r"[\s\-_.]", "", text).upper()
-
-
 def looks_like_code(text: str | None) -> bool:
-    """Whether a message is an invitation code (``TL-ABCDE-FGHJK``, any case or spacing)."""
-    return bool(text) and len(text or "") <= 40 and bool(_CODE_RE.match(_normalise(text or "")))
+    """Whether a message is, or contains, an invitation code (``TL-ABCDE-FGHJK``, any case
+    or spacing, alone or inside a sentence)."""
+    return find_code(text) is not None
 
 
 def _hash(code: str) -> str:
-    return hashlib.sha256(_normalise(code).encode()).hexdigest()
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
 
 
 def format_code(code: str) -> str:
@@ -134,22 +137,10 @@ async def identify(session: AsyncSession, user: UserRef) -> Identity | None:
     return Identity(found[0], found[1]) if found is not None else None
 
 
-async def redeem(
-    session: AsyncSession,
-    *,
-    code: str,
-    user: UserRef,
-    chat_id: str,
-    name: str | None,
-    now: datetime,
-) -> tuple[Identity, bool] | None:
-    """Enrol ``user`` with ``code``: (identity, whether it is a new person), or ``None`` for
-    a wrong, expired, revoked or used-up code (the attempt is recorded either way).
-
-    Raises :class:`UserError` when this person has guessed too often.
-    """
+async def failed_attempts(session: AsyncSession, user: UserRef, now: datetime) -> int:
+    """Wrong codes this person typed in the last hour."""
     since = now - timedelta(hours=1)
-    failed = (
+    count: int = (
         await session.exec(
             select(func.count())
             .select_from(InviteAttempt)
@@ -161,39 +152,73 @@ async def redeem(
             )
         )
     ).one()
-    if failed >= MAX_FAILED_PER_HOUR:
-        raise UserError(TOO_MANY)
-    invite = (await session.exec(select(Invite).where(Invite.code_hash == _hash(code)))).first()
-    usable = (
-        invite is not None
-        and not invite.revoked
-        and invite.expires_at > now
-        and invite.uses < invite.max_uses
+    return count
+
+
+def record_attempt(session: AsyncSession, user: UserRef, *, ok: bool, now: datetime) -> None:
+    session.add(InviteAttempt(channel=user.channel, user_id=user.user_id, ok=ok, created_at=now))
+
+
+async def find_invite(session: AsyncSession, code: str) -> Invite | None:
+    """The invitation behind ``code``, usable or not."""
+    return (await session.exec(select(Invite).where(Invite.code_hash == _hash(code)))).first()
+
+
+def usable(invite: Invite, now: datetime) -> bool:
+    return not invite.revoked and invite.expires_at > now and invite.uses < invite.max_uses
+
+
+async def consume(session: AsyncSession, invite: Invite) -> bool:
+    """Use the invitation once. Atomic: two people racing for the last use cannot both
+    get it."""
+    claimed = await session.exec(
+        update(Invite)
+        .where(col(Invite.id) == invite.id, col(Invite.uses) < col(Invite.max_uses))
+        .values(uses=col(Invite.uses) + 1)
     )
-    if usable and invite is not None:
-        # Atomic use: two people racing for the last use cannot both get it.
-        claimed = await session.exec(
-            update(Invite)
-            .where(col(Invite.id) == invite.id, col(Invite.uses) < col(Invite.max_uses))
-            .values(uses=col(Invite.uses) + 1)
+    return claimed.rowcount == 1
+
+
+async def enrolment_of(session: AsyncSession, user: UserRef) -> tuple[Person, Unit] | None:
+    """The person (active or not) this channel account is linked to, and their unit."""
+    found = (
+        await session.exec(
+            select(Person, Unit)
+            .join(PersonChannel, col(PersonChannel.person_id) == col(Person.id))
+            .join(Unit, col(Unit.id) == col(Person.unit_id))
+            .where(PersonChannel.channel == user.channel, PersonChannel.user_id == user.user_id)
         )
-        usable = claimed.rowcount == 1
-    session.add(
-        InviteAttempt(channel=user.channel, user_id=user.user_id, ok=usable, created_at=now)
-    )
-    if not usable or invite is None:
-        return None
-    return await _link(session, invite, user, chat_id, name, now)
+    ).first()
+    return (found[0], found[1]) if found is not None else None
 
 
-async def _link(
+async def target_of(session: AsyncSession, invite: Invite) -> tuple[Unit, str, Person | None]:
+    """Where the invitation puts its user: (unit, role, the person when it links one more
+    channel to an existing person)."""
+    if invite.person_id is not None:
+        person = await session.get(Person, invite.person_id)
+        if person is not None:
+            unit = await session.get(Unit, person.unit_id)
+            assert unit is not None
+            return unit, person.role, person
+    unit = await session.get(Unit, invite.unit_id)
+    assert unit is not None
+    return unit, invite.role, None
+
+
+async def apply_invite(
     session: AsyncSession,
     invite: Invite,
+    *,
     user: UserRef,
     chat_id: str,
     name: str | None,
     now: datetime,
 ) -> tuple[Identity, bool] | None:
+    """Enrol ``user`` as the (already consumed) invitation says: a new person, this channel
+    linked to an existing person, or the person behind this channel re-assigned.
+    Returns (identity, whether a new person was created); ``None`` when the person the
+    invitation links to is no longer active."""
     link = (
         await session.exec(
             select(PersonChannel).where(
@@ -201,23 +226,22 @@ async def _link(
             )
         )
     ).first()
-    unit = await session.get(Unit, invite.unit_id)
-    assert unit is not None
+    unit, role, linked = await target_of(session, invite)
     created = False
-    if invite.person_id is not None:  # a code to link one more channel to a person
-        person = await session.get(Person, invite.person_id)
-        if person is None or not person.active:
+    if linked is not None:  # a code to link one more channel to a person
+        if not linked.active:
             return None
-        unit = await session.get(Unit, person.unit_id) or unit
-    elif link is not None:  # already enrolled here: the new code re-assigns them
-        person = await session.get(Person, link.person_id)
-        assert person is not None
-        person.unit_id, person.role, person.active = unit.id or 0, invite.role, True
+        person = linked
+    elif link is not None:  # already enrolled: re-assigned (the caller confirmed it)
+        found = await session.get(Person, link.person_id)
+        assert found is not None
+        person = found
+        person.unit_id, person.role, person.active = unit.id or 0, role, True
     else:
         person = Person(
             name=(name or "Đồng chí").strip()[:200] or "Đồng chí",
             unit_id=unit.id or 0,
-            role=invite.role,
+            role=role,
             created_at=now,
         )
         created = True

@@ -24,6 +24,7 @@ __all__ = [
     "TaskRollup",
     "UnitReport",
     "all_late_units",
+    "children_text",
     "compute",
     "render_text",
     "to_json",
@@ -178,16 +179,9 @@ def render_text(rollup: Rollup, as_of: datetime) -> str:
             lines.append("   Không có đơn vị nào thuộc cấp áp dụng trong phạm vi này.")
             continue
         for level, counts in item.levels.items():
-            parts = [
-                f"{vn_number(counts.done)}/{vn_number(counts.applicable)} hoàn thành "
-                f"({_percent(counts.done, counts.applicable)})",
-                f"{vn_number(counts.doing)} đang thực hiện",
-                f"{vn_number(counts.stuck)} vướng mắc",
-                f"{vn_number(counts.none)} chưa báo cáo",
-            ]
-            if item.overdue:
-                parts.append(f"{vn_number(counts.late)} quá hạn")
-            lines.append(f"   • {LEVEL_NAMES.get(level, level)}: " + ", ".join(parts))
+            lines.append(
+                f"   • {LEVEL_NAMES.get(level, level)}: {_level_line(counts, item.overdue)}"
+            )
         late = item.total.late
         if item.late_units:
             names = ", ".join(name for _, name, _ in item.late_units)
@@ -196,6 +190,47 @@ def render_text(rollup: Rollup, as_of: datetime) -> str:
                 f"   Đơn vị quá hạn: {names}"
                 + (f" và {vn_number(more)} đơn vị khác" if more > 0 else "")
             )
+    return "\n".join(lines)
+
+
+def _level_line(counts: LevelCounts, overdue: bool) -> str:
+    """«1/3 hoàn thành (33%); 2 chưa hoàn thành, đã quá hạn (1 đang thực hiện, 1 chưa báo
+    cáo)»: the units not done are one group, split by state; "late" is that group once the
+    deadline has passed, not a further count."""
+    line = (
+        f"{vn_number(counts.done)}/{vn_number(counts.applicable)} hoàn thành "
+        f"({_percent(counts.done, counts.applicable)})"
+    )
+    rest = counts.applicable - counts.done
+    if not rest:
+        return line + "."
+    states = [
+        f"{vn_number(n)} {name}"
+        for n, name in (
+            (counts.doing, "đang thực hiện"),
+            (counts.stuck, "gặp vướng mắc"),
+            (counts.none, "chưa báo cáo"),
+        )
+        if n
+    ]
+    late = ", đã quá hạn" if overdue else ""
+    return f"{line}; {vn_number(rest)} chưa hoàn thành{late} ({', '.join(states)})."
+
+
+def children_text(rollup: Rollup, limit: int = 40) -> str:
+    """Completion per child unit, lowest first: the chart as text, for channels that cannot
+    show pictures."""
+    children = sorted((c for c in rollup.children if c.applicable), key=lambda c: c.share)
+    if not children:
+        return "Chưa có đơn vị trực thuộc nào thuộc cấp áp dụng."
+    lines = [f"Tỷ lệ hoàn thành theo đơn vị trực thuộc — {rollup.root.name} (thấp nhất trước):"]
+    lines.extend(
+        f"{n}. {c.unit.name}: {_percent(c.done, c.applicable)} "
+        f"({vn_number(c.done)}/{vn_number(c.applicable)})"
+        for n, c in enumerate(children[:limit], start=1)
+    )
+    if len(children) > limit:
+        lines.append(f"… và {vn_number(len(children) - limit)} đơn vị khác.")
     return "\n".join(lines)
 
 

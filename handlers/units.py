@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import bindparam, insert, update
+from rapidfuzz import process
+from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import Unit
+from handlers.context import UserError
 from knowledge import LEVELS
 from knowledge.normalize import nfc
 
@@ -34,7 +36,9 @@ __all__ = [
     "path_range",
     "read_rows",
     "recompute_paths",
+    "require_unit",
     "unit_by_code",
+    "unit_code_argument",
     "validate_rows",
 ]
 
@@ -157,6 +161,7 @@ def validate_rows(rows: Sequence[UnitRow], existing: dict[str, str | None]) -> l
     """Every problem of the file, given the units already stored (code -> parent code)."""
     problems: list[str] = []
     seen: dict[str, int] = {}
+    stored_upper = {code.upper(): code for code in existing}
     in_file = {row.code for row in rows}
     for row in rows:
         if not row.code:
@@ -166,12 +171,19 @@ def validate_rows(rows: Sequence[UnitRow], existing: dict[str, str | None]) -> l
             problems.append(
                 f"row {row.row}: code {row.code!r} must be 1-64 letters, digits, '.', '_' or '-'"
             )
-        if row.code in seen:
+        key = row.code.upper()  # codes are typed in any case: they must differ in letters
+        if key in seen:
             problems.append(
-                f"row {row.row}: duplicate code {row.code!r} (first on row {seen[row.code]})"
+                f"row {row.row}: duplicate code {row.code!r} (first on row {seen[key]})"
             )
             continue
-        seen[row.code] = row.row
+        seen[key] = row.row
+        stored = stored_upper.get(key)
+        if stored is not None and stored != row.code:
+            problems.append(
+                f"row {row.row}: code {row.code!r} differs only in case from the existing unit "
+                f"{stored!r} (write it as {stored!r})"
+            )
         if not row.name:
             problems.append(f"row {row.row}: the name is empty")
         elif len(row.name) > MAX_NAME:
@@ -303,7 +315,45 @@ def path_range(unit: Unit) -> tuple[str, str]:
 
 
 async def unit_by_code(session: AsyncSession, code: str) -> Unit | None:
-    return (await session.exec(select(Unit).where(Unit.code == code.strip()))).first()
+    """The unit with this code; case does not matter (``tng.py`` is ``TNG.PY``)."""
+    code = code.strip()
+    if not code:
+        return None
+    found = (await session.exec(select(Unit).where(Unit.code == code))).first()
+    if found is not None:
+        return found
+    matches = (
+        await session.exec(select(Unit).where(func.lower(col(Unit.code)) == code.lower()))
+    ).all()
+    return matches[0] if len(matches) == 1 else None
+
+
+def unit_code_argument(text: str, usage: str) -> str:
+    """The one unit code of a command's arguments ("" when none); extra words are an error
+    rather than part of the code."""
+    parts = text.split()
+    if len(parts) > 1:
+        raise UserError(
+            f"Mã đơn vị viết liền, không có dấu cách («{parts[0]}»); phần thêm "
+            f"«{' '.join(parts[1:])}» không dùng được. Cách dùng: {usage}"
+        )
+    return parts[0] if parts else ""
+
+
+async def require_unit(session: AsyncSession, code: str, scope: Unit | None = None) -> Unit:
+    """The unit with ``code``, or a :class:`UserError` naming it, with the closest codes
+    (within ``scope``'s subtree when given) as suggestions."""
+    unit = await unit_by_code(session, code)
+    if unit is not None:
+        return unit
+    statement = select(Unit.code)
+    if scope is not None:
+        low, high = path_range(scope)
+        statement = statement.where(col(Unit.path) >= low, col(Unit.path) < high)
+    codes = list((await session.exec(statement)).all())
+    close = process.extract(code.upper(), codes, processor=str.upper, limit=3, score_cutoff=70)
+    hint = f" Có phải: {', '.join(c for c, _, _ in close)}?" if close else ""
+    raise UserError(f"Không tìm thấy đơn vị có mã «{code}».{hint}")
 
 
 async def children(session: AsyncSession, unit: Unit) -> list[Unit]:

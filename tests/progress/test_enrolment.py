@@ -20,6 +20,7 @@ from bot.storage.models import Invite, Person, PersonChannel
 from handlers.people import INVALID_CODE, TOO_MANY, create_invite, identify, looks_like_code
 from knowledge import Knowledge
 from tests.conftest import Chat, Clock
+from tests.helpers import numbered_choice
 from tests.progress.conftest import Enrol, build_tree, invite_code
 
 
@@ -156,3 +157,62 @@ def test_cli_invite_create(
         == 1
     )
     assert runner.invoke(cli, ["invite", "create", "--unit", "HN", "--role", "boss"]).exit_code == 1
+
+
+# --------------------------------------------------------------------------- roles never
+# change by accident
+
+
+async def test_an_admin_checking_their_own_invitation_keeps_their_role(
+    tree: AsyncEngine, app: App, enrol: Enrol
+) -> None:
+    admin = await enrol("HN", "unit_admin", user_id="boss", channel="telegram", buttons=True)
+    text = await admin.say("/moi HN.SS canbo")
+    code = text.split("Mã mời: ")[1].split()[0]
+    tapped = await admin.say(f"/start {code.replace('-', '')}")  # the admin taps the link
+    assert "Đồng chí đang là quản trị đơn vị của Đảng bộ thành phố Hà Nội" in tapped
+    assert "vai trò của đồng chí giữ nguyên" in tapped and "vẫn còn hiệu lực" in tapped
+    assert "TIẾN ĐỘ" in await admin.say("/tiendo")  # still an admin
+    # The code still works for the person it was meant for.
+    assert "cán bộ báo cáo của Đảng ủy xã Sóc Sơn" in await Chat(app, user_id="new").say(code)
+
+
+async def test_a_code_for_another_unit_asks_before_moving_anyone(
+    tree: AsyncEngine, app: App, enrol: Enrol
+) -> None:
+    official = await enrol("HN.BD", "official", user_id="u1", channel="zalo")
+    code = await invite_code(tree, "HN.SS", "official")
+    offer = await official.say(code)
+    assert "Đồng chí đang là cán bộ báo cáo của Đảng ủy phường Ba Đình." in offer
+    assert "sẽ chuyển đồng chí thành cán bộ báo cáo của Đảng ủy xã Sóc Sơn" in offer
+    kept = await official.say(numbered_choice(offer, "Giữ nguyên"))
+    assert "Đã giữ nguyên" in kept and "Mã mời chưa bị sử dụng" in kept
+    async with make_session_factory(tree)() as session:
+        identity = await identify(session, UserRef("zalo", "u1"))
+        assert identity is not None and identity.unit.code == "HN.BD"
+        invites = (await session.exec(select(Invite))).all()
+        assert [i.uses for i in invites] == [1, 0]  # the first enrolled u1; this one is unused
+    offer = await official.say(f"Mã mời mới của tôi là {code}, nhờ trợ lý cập nhật")
+    moved = await official.say(numbered_choice(offer, "Đồng ý chuyển sang"))
+    assert "Đã cập nhật thông tin của đồng chí" in moved and "Đảng ủy xã Sóc Sơn" in moved
+    async with make_session_factory(tree)() as session:
+        identity = await identify(session, UserRef("zalo", "u1"))
+        assert identity is not None and identity.unit.code == "HN.SS"
+
+
+async def test_opening_ones_own_code_again_is_a_friendly_already_enrolled(
+    tree: AsyncEngine, app: App
+) -> None:
+    code = await invite_code(tree, "HN.BD", "official")
+    chat = Chat(app, channel="telegram", user_id="77", buttons=True)
+    assert "Chào mừng đồng chí" in await chat.say(f"/start {code.replace('-', '')}")
+    for _ in range(7):  # more than the guessing limit
+        again = await chat.say(f"/start {code.replace('-', '')}")
+        assert "đã được ghi nhận là cán bộ báo cáo của Đảng ủy phường Ba Đình từ trước" in again
+    assert "Nhiệm vụ của Đảng ủy phường Ba Đình" in await chat.say("/baocao")
+
+
+async def test_a_code_inside_a_sentence_enrols(tree: AsyncEngine, app: App) -> None:
+    code = await invite_code(tree, "HN.BD", "official")
+    text = await Chat(app, user_id="s1").say(f"Chào trợ lý, mã mời của tôi: {code.lower()}.")
+    assert "cán bộ báo cáo của Đảng ủy phường Ba Đình" in text
