@@ -12,38 +12,49 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, distinct, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import Button, IncomingMessage, Reply
+from bot.render import fit_label
 from bot.storage.models import Broadcast, Person, PersonChannel, ProgressStatus, Task, Unit
 from handlers.context import Context, UserError
-from handlers.formatting import vn_date, vn_datetime, vn_number
+from handlers.formatting import CHANNEL_NAMES, vn_date, vn_datetime, vn_number
 from handlers.people import Identity
-from handlers.tasks import applicable_tasks, short_title
-from handlers.units import LEVEL_NAMES, path_range, unit_by_code
+from handlers.tasks import applicable_tasks
+from handlers.units import LEVEL_NAMES, path_range, require_unit, unit_by_code, unit_code_argument
 from knowledge import LEVELS
+from scheduler.broadcasts import final_report
 from scheduler.outbox import Push, broadcast_status, cancel_broadcast, enqueue_many
 
 __all__ = [
+    "DEFAULT_SENDER",
+    "FLOW",
+    "MAX_TEXT",
     "PREFIX",
     "Audience",
     "AudienceError",
     "create_broadcast",
     "describe",
+    "expired_notice",
     "on_button",
     "on_text",
     "parse_audience",
     "recipients",
     "start",
+    "stop_command",
+    "with_header",
 ]
 
 FLOW = "thongbao"
 PREFIX = "tb:"
-MAX_TEXT = 3000
-CHANNEL_NAMES = {"telegram": "Telegram", "zalo": "Zalo", "console": "máy tính"}
+# One Zalo message (2,000 characters) holds the header and the text: every recipient gets
+# the announcement whole, in one message, on every channel.
+MAX_TEXT = 1800
+DEFAULT_SENDER = "Ban quản trị Trợ lý Kết luận"
 
 
 class AudienceError(ValueError):
@@ -150,6 +161,11 @@ def describe(audience: Audience, names: dict[str, str]) -> str:
     return f"cán bộ các đơn vị quá hạn nhiệm vụ «{names.get(audience.value, audience.value)}»"
 
 
+def with_header(text: str, sender: str) -> str:
+    """The text as recipients get it: who sends it first."""
+    return f"THÔNG BÁO của {sender}:\n\n{text}"
+
+
 async def create_broadcast(
     session: AsyncSession,
     *,
@@ -159,14 +175,17 @@ async def create_broadcast(
     created_by: str,
     now: datetime,
     not_before: datetime | None = None,
+    sender: str = DEFAULT_SENDER,
 ) -> Broadcast:
-    """The broadcast row and one outbox row per target (keyed: planning twice sends once)."""
+    """The broadcast row and one outbox row per target (keyed: planning twice sends once).
+    Recipients get the text under a header naming ``sender``."""
     broadcast = Broadcast(
         text=text, audience=audience.spec, created_by=created_by, created_at=now, total=0
     )
     session.add(broadcast)
     await session.flush()
     assert broadcast.id is not None
+    delivered = with_header(text, sender)
     await enqueue_many(
         session,
         [
@@ -175,7 +194,7 @@ async def create_broadcast(
                 channel=t.channel,
                 chat_id=t.chat_id,
                 person_id=t.person_id,
-                text=text,
+                text=delivered,
                 broadcast_id=broadcast.id,
                 idempotency_key=f"broadcast:{broadcast.id}:{t.channel}:{t.chat_id}",
                 not_before=not_before,
@@ -214,6 +233,10 @@ def _scope(identity: Identity) -> Unit | None:
     return None if identity.role == "admin" else identity.unit
 
 
+def sender_of(identity: Identity) -> str:
+    return f"{identity.unit.name} (đồng chí {identity.person.name} gửi)"
+
+
 def _set(ctx: Context, step: str, **data: object) -> None:
     ctx.conversation.flow = FLOW
     ctx.conversation.step = step
@@ -225,7 +248,7 @@ def _reset(ctx: Context) -> None:
     ctx.conversation.data = {}
 
 
-CANCEL = (Button("Hủy", f"{PREFIX}x"),)
+CANCEL = (Button("Hủy", f"{PREFIX}x", command="/huy"),)
 
 
 async def start(msg: IncomingMessage, ctx: Context) -> Reply:
@@ -252,27 +275,87 @@ async def on_text(msg: IncomingMessage, ctx: Context) -> Reply:
             return Reply(text="Nội dung thông báo đang trống. Đồng chí gõ lại nội dung:")
         if len(text) > MAX_TEXT:
             return Reply(
-                text=f"Nội dung dài {vn_number(len(text))} ký tự, tối đa {vn_number(MAX_TEXT)}. "
-                "Đồng chí rút gọn rồi gửi lại:"
+                text=f"Nội dung dài {vn_number(len(text))} ký tự, tối đa {vn_number(MAX_TEXT)} "
+                "(để mỗi người nhận trọn thông báo trong một tin). Đồng chí rút gọn rồi gửi lại:",
+                buttons=(CANCEL,),
             )
         _set(ctx, "audience", text=text)
-        return _audience_menu()
+        return await _audience_menu(ctx, identity)
     if step == "unit":
-        return await _preview(ctx, identity, Audience("unit", text))
+        code = unit_code_argument(text, "gõ một mã đơn vị, ví dụ HN.BD")
+        return await _preview(ctx, identity, Audience("unit", code))
+    if step == "audience":
+        menu = await _audience_menu(ctx, identity)
+        return Reply(
+            text=f"Đồng chí vui lòng chọn đối tượng nhận (nội dung vẫn được giữ).\n\n{menu.text}",
+            buttons=menu.buttons,
+        )
     return Reply(text="Đồng chí vui lòng chọn ở trên (hoặc gõ /huy để hủy).")
 
 
-def _audience_menu() -> Reply:
-    return Reply(
-        text="Gửi cho ai?",
-        buttons=(
-            (Button("Tất cả cán bộ", f"{PREFIX}a:all"),),
-            (Button("Theo cấp", f"{PREFIX}a:level"),),
-            (Button("Một đơn vị và cấp dưới (gõ mã)", f"{PREFIX}a:unit"),),
-            (Button("Đơn vị quá hạn một nhiệm vụ", f"{PREFIX}a:late"),),
-            CANCEL,
-        ),
+async def _audience_menu(ctx: Context, identity: Identity) -> Reply:
+    """Only choices that reach somebody within the admin's scope, with how many."""
+    scope = _scope(identity)
+    levels = await level_counts(ctx.session, scope)
+    total = sum(levels.values())
+    rows = [(Button(f"Tất cả cán bộ ({vn_number(total)} người)", f"{PREFIX}a:all"),)]
+    if len(levels) > 1:
+        rows.append((Button("Theo cấp", f"{PREFIX}a:level"),))
+    rows.append((Button("Một đơn vị và cấp dưới (gõ mã)", f"{PREFIX}a:unit"),))
+    if await _late_tasks(ctx, scope):
+        rows.append((Button("Đơn vị quá hạn một nhiệm vụ", f"{PREFIX}a:late"),))
+    return Reply(text="Gửi cho ai?", buttons=(*rows, CANCEL))
+
+
+def _reachable(scope: Unit | None) -> Any:
+    """Active people with a channel that has not blocked the assistant, within ``scope``."""
+    statement = (
+        select(col(Unit.level), func.count(distinct(col(Person.id))))
+        .select_from(PersonChannel)
+        .join(Person, col(Person.id) == col(PersonChannel.person_id))
+        .join(Unit, col(Unit.id) == col(Person.unit_id))
+        .where(col(Person.active), col(PersonChannel.blocked_at).is_(None))
     )
+    if scope is not None:
+        low, high = path_range(scope)
+        statement = statement.where(col(Unit.path) >= low, col(Unit.path) < high)
+    return statement
+
+
+async def level_counts(session: AsyncSession, scope: Unit | None) -> dict[str, int]:
+    """People reachable per level within ``scope`` (levels with nobody left out), in the
+    order of the hierarchy."""
+    rows = await session.exec(_reachable(scope).group_by(col(Unit.level)))
+    found = {level: int(n) for level, n in rows.all() if n}
+    return {level: found[level] for level in LEVELS if level in found}
+
+
+async def _late_tasks(ctx: Context, scope: Unit | None) -> list[tuple[Task, int]]:
+    """Overdue tasks with somebody to reach in a late unit within ``scope``."""
+    today = ctx.local_now.date()
+    found: list[tuple[Task, int]] = []
+    for task in await applicable_tasks(ctx.session):
+        if task.due >= today or not task.levels:
+            continue
+        statement = (
+            _reachable(scope)
+            .outerjoin(
+                ProgressStatus,
+                and_(
+                    col(ProgressStatus.unit_id) == col(Unit.id),
+                    col(ProgressStatus.task_id) == task.id,
+                ),
+            )
+            .where(
+                col(Unit.level).in_(task.levels),
+                or_(col(ProgressStatus.status).is_(None), col(ProgressStatus.status) != "done"),
+            )
+            .group_by(col(Unit.level))
+        )
+        count = sum(int(n) for _, n in (await ctx.session.exec(statement)).all())
+        if count:
+            found.append((task, count))
+    return found
 
 
 async def on_button(msg: IncomingMessage, ctx: Context) -> Reply:
@@ -282,35 +365,57 @@ async def on_button(msg: IncomingMessage, ctx: Context) -> Reply:
         _reset(ctx)
         return Reply(text="Đã hủy, không gửi thông báo nào.")
     if action == "stop":
+        if not ctx.buttons:  # typed, on a channel without buttons: confirm first
+            return await _confirm_stop(ctx, identity, value)
         return await _stop(ctx, identity, value)
-    if action == "ok":
-        return await _send(ctx, identity, value)
+    if action == "stopok":
+        return await _stop(ctx, identity, value)
+    if action == "st":
+        return await _progress(ctx, identity, value)
+    if action in {"ok", "now"}:
+        return await _send(ctx, identity, value, urgent=action == "now")
     if ctx.conversation.flow != FLOW:
         raise UserError("Phiên soạn thông báo đã kết thúc. Đồng chí gõ /thongbao để bắt đầu lại.")
+    scope = _scope(identity)
     if action == "a" and value == "back":
         _set(ctx, "audience")
-        return _audience_menu()
+        return await _audience_menu(ctx, identity)
     if action == "a" and value == "all":
         return await _preview(ctx, identity, Audience("all"))
     if action == "a" and value == "level":
+        levels = await level_counts(ctx.session, scope)
         return Reply(
             text="Chọn cấp:",
             buttons=(
-                *((Button(name, f"{PREFIX}l:{key}"),) for key, name in LEVEL_NAMES.items()),
+                *(
+                    (Button(f"{LEVEL_NAMES[key]} ({vn_number(n)} người)", f"{PREFIX}l:{key}"),)
+                    for key, n in levels.items()
+                ),
                 CANCEL,
             ),
         )
     if action == "a" and value == "unit":
         _set(ctx, "unit")
-        return Reply(text="Đồng chí gõ mã đơn vị (ví dụ: HN.BD):", buttons=(CANCEL,))
+        example = identity.unit.code
+        return Reply(text=f"Đồng chí gõ mã đơn vị (ví dụ: {example}):", buttons=(CANCEL,))
     if action == "a" and value == "late":
-        today = ctx.local_now.date()
-        late = [t for t in await applicable_tasks(ctx.session) if t.due < today]
+        late = await _late_tasks(ctx, scope)
         if not late:
-            return Reply(text="Chưa có nhiệm vụ nào quá hạn.", buttons=(CANCEL,))
+            return Reply(text="Không có đơn vị nào quá hạn trong phạm vi.", buttons=(CANCEL,))
         return Reply(
             text="Chọn nhiệm vụ:",
-            buttons=(*((Button(short_title(t), f"{PREFIX}k:{t.code}"),) for t in late), CANCEL),
+            buttons=(
+                *(
+                    (
+                        Button(
+                            f"{fit_label(t.title, 48)} ({vn_number(n)} người)",
+                            f"{PREFIX}k:{t.code}",
+                        ),
+                    )
+                    for t, n in late
+                ),
+                CANCEL,
+            ),
         )
     if action == "l" and value in LEVELS:
         return await _preview(ctx, identity, Audience("level", value))
@@ -330,19 +435,22 @@ async def _names(session: AsyncSession, audience: Audience) -> dict[str, str]:
 
 
 async def _preview(ctx: Context, identity: Identity, audience: Audience) -> Reply:
+    if audience.kind == "unit":
+        unit = await require_unit(ctx.session, audience.value, _scope(identity))
+        audience = Audience("unit", unit.code)
     try:
         targets, unreachable = await recipients(
             ctx.session, audience, scope=_scope(identity), today=ctx.local_now
         )
     except AudienceError as exc:
-        return Reply(text=str(exc), buttons=(CANCEL,))
+        return Reply(text=str(exc), buttons=((Button("Chọn lại", f"{PREFIX}a:back"),), CANCEL))
     text = str((ctx.conversation.data or {}).get("text", ""))
     _set(ctx, "confirm", audience=audience.spec)
     who = describe(audience, await _names(ctx.session, audience))
     lines = [
-        "Xem trước thông báo:",
+        "Xem trước thông báo (người nhận sẽ thấy đúng như sau):",
         "———",
-        text,
+        with_header(text, sender_of(identity)),
         "———",
         f"Gửi cho {who}: {vn_number(len(targets))} người"
         + (f" ({count_by_channel(targets)})." if targets else "."),
@@ -355,16 +463,24 @@ async def _preview(ctx: Context, identity: Identity, audience: Audience) -> Repl
             text="\n".join(lines), buttons=((Button("Chọn lại", f"{PREFIX}a:back"),), CANCEL)
         )
     nonce = str((ctx.conversation.data or {}).get("nonce", ""))
-    return Reply(
-        text="\n".join(lines),
-        buttons=(
-            (Button(f"Gửi cho {vn_number(len(targets))} người", f"{PREFIX}ok:{nonce}"),),
-            CANCEL,
-        ),
-    )
+    count = vn_number(len(targets))
+    start_at = ctx.push_window(ctx.now) if ctx.push_window is not None else ctx.now
+    # "Chọn lại" comes first: a "1" typed twice on Zalo must not send to everyone.
+    rows: list[tuple[Button, ...]] = [(Button("Chọn lại đối tượng", f"{PREFIX}a:back"),)]
+    if start_at > ctx.now:
+        local = vn_datetime(start_at.astimezone(ctx.zone))
+        lines.append(
+            f"Đang ngoài giờ gửi tin: thông báo sẽ được giữ và bắt đầu gửi lúc {local}. "
+            "Nếu việc khẩn, đồng chí chọn «Gửi ngay»."
+        )
+        rows.append((Button(f"Gửi cho {count} người lúc {local}", f"{PREFIX}ok:{nonce}"),))
+        rows.append((Button(f"Gửi ngay cho {count} người (khẩn)", f"{PREFIX}now:{nonce}"),))
+    else:
+        rows.append((Button(f"Gửi cho {count} người", f"{PREFIX}ok:{nonce}"),))
+    return Reply(text="\n".join(lines), buttons=(*rows, CANCEL))
 
 
-async def _send(ctx: Context, identity: Identity, nonce: str) -> Reply:
+async def _send(ctx: Context, identity: Identity, nonce: str, *, urgent: bool) -> Reply:
     data = ctx.conversation.data or {}
     if ctx.conversation.step != "confirm" or data.get("nonce") != nonce:
         if data.get("sent_nonce") == nonce:  # "Gửi" pressed twice
@@ -376,6 +492,7 @@ async def _send(ctx: Context, identity: Identity, nonce: str) -> Reply:
     targets, _ = await recipients(
         ctx.session, audience, scope=_scope(identity), today=ctx.local_now
     )
+    start_at = ctx.now if urgent or ctx.push_window is None else ctx.push_window(ctx.now)
     broadcast = await create_broadcast(
         ctx.session,
         text=str(data["text"]),
@@ -383,32 +500,84 @@ async def _send(ctx: Context, identity: Identity, nonce: str) -> Reply:
         targets=targets,
         created_by=f"person:{identity.person.id}",
         now=ctx.now,
-        not_before=ctx.push_window(ctx.now) if ctx.push_window else None,
+        not_before=start_at,
+        sender=sender_of(identity),
     )
     _reset(ctx)
     ctx.conversation.data = {"sent_nonce": nonce, "broadcast_id": broadcast.id}
-    ctx.log.route = "broadcast_created"
-    when = ""
-    if ctx.push_window is not None:
-        start_at = ctx.push_window(ctx.now)
-        if start_at > ctx.now:
-            local = vn_datetime(start_at.astimezone(ctx.zone))
-            when = f" Đang ngoài giờ gửi tin: sẽ bắt đầu gửi lúc {local}."
+    ctx.log.route = "broadcast_urgent" if urgent else "broadcast_created"
+    when = " Gửi ngay (khẩn)." if urgent else ""
+    if start_at > ctx.now:
+        local = vn_datetime(start_at.astimezone(ctx.zone))
+        when = f" Đang ngoài giờ gửi tin: sẽ bắt đầu gửi lúc {local}."
     return Reply(
         text=(
             f"Đã xếp lịch gửi thông báo #{broadcast.id} cho {vn_number(broadcast.total)} người."
             f"{when} Tôi sẽ báo tiến độ và kết quả khi gửi xong."
         ),
-        buttons=((Button("Dừng gửi", f"{PREFIX}stop:{broadcast.id}"),),),
+        buttons=_after_send(broadcast.id or 0),
     )
 
 
-async def _stop(ctx: Context, identity: Identity, value: str) -> Reply:
+def _after_send(broadcast_id: int) -> tuple[tuple[Button, ...], ...]:
+    return (
+        (Button("Xem tiến độ", f"{PREFIX}st:{broadcast_id}"),),
+        (Button("Dừng gửi", f"{PREFIX}stop:{broadcast_id}", command=f"/dung {broadcast_id}"),),
+    )
+
+
+async def _mine(ctx: Context, identity: Identity, value: str) -> Broadcast:
     broadcast = await ctx.session.get(Broadcast, int(value)) if value.isdigit() else None
     if broadcast is None:
-        raise UserError("Không tìm thấy thông báo này.")
+        raise UserError(f"Không tìm thấy thông báo #{value}.")
     if identity.role != "admin" and broadcast.created_by != f"person:{identity.person.id}":
-        raise UserError("Đồng chí chỉ dừng được thông báo do mình gửi.")
+        raise UserError("Đồng chí chỉ xem và dừng được thông báo do mình gửi.")
+    return broadcast
+
+
+async def _progress(ctx: Context, identity: Identity, value: str) -> Reply:
+    broadcast = await _mine(ctx, identity, value)
+    status = await broadcast_status(ctx.session, broadcast.id or 0)
+    assert status is not None
+    if broadcast.status != "sending":
+        return Reply(text=final_report(broadcast, status))
+    settled = status.sent + status.failed + status.blocked + status.cancelled
+    return Reply(
+        text=(
+            f"Thông báo #{broadcast.id}: đã xử lý {vn_number(settled)}/"
+            f"{vn_number(status.total)}, trong đó {vn_number(status.sent)} người đã nhận; "
+            f"còn {vn_number(status.remaining)} tin đang chờ gửi."
+        ),
+        buttons=_after_send(broadcast.id or 0),
+    )
+
+
+async def _confirm_stop(ctx: Context, identity: Identity, value: str) -> Reply:
+    broadcast = await _mine(ctx, identity, value)
+    if broadcast.status != "sending":
+        return await _stop(ctx, identity, value)
+    return Reply(
+        text=(f"Dừng gửi thông báo #{broadcast.id}? Những người chưa nhận sẽ không nhận được nữa."),
+        buttons=(
+            (Button("Không dừng, tiếp tục gửi", f"{PREFIX}st:{broadcast.id}"),),
+            (Button("Dừng hẳn", f"{PREFIX}stopok:{broadcast.id}"),),
+        ),
+    )
+
+
+async def stop_command(msg: IncomingMessage, ctx: Context) -> Reply:
+    """``/dung <số thông báo>`` (the typed "Dừng gửi" where there are no buttons)."""
+    identity = _manager(ctx)
+    value = (msg.command[1] if msg.command else "").strip().lstrip("#")
+    if not value.isdigit():
+        raise UserError("Cách dùng: /dung <số thông báo>, ví dụ /dung 3.")
+    if not ctx.buttons:
+        return await _confirm_stop(ctx, identity, value)
+    return await _stop(ctx, identity, value)
+
+
+async def _stop(ctx: Context, identity: Identity, value: str) -> Reply:
+    broadcast = await _mine(ctx, identity, value)
     stopped = await cancel_broadcast(ctx.session, broadcast.id or 0, now=ctx.now)
     status = await broadcast_status(ctx.session, broadcast.id or 0)
     sent = status.sent if status else 0
@@ -418,3 +587,12 @@ async def _stop(ctx: Context, identity: Identity, value: str) -> Reply:
         text=f"Đã dừng thông báo #{broadcast.id}: {vn_number(sent)}/{vn_number(broadcast.total)} "
         f"người đã nhận; {vn_number(stopped)} tin chưa gửi đã được hủy."
     )
+
+
+def expired_notice(data: dict[str, object]) -> str:
+    if data.get("text"):
+        return (
+            "Thông báo đang soạn chưa được gửi vì lâu không có phản hồi. Đồng chí gõ "
+            "/thongbao để soạn lại."
+        )
+    return "Phiên soạn thông báo đã hết hạn; chưa có thông báo nào được gửi."

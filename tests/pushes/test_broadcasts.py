@@ -23,7 +23,7 @@ from scheduler.broadcasts import report_progress
 from scheduler.policy import PushPolicy
 from tests.conftest import Chat, Clock, make_app
 from tests.helpers import numbered_choice
-from tests.progress.conftest import Enrol, build_tree
+from tests.progress.conftest import Enrol, build_tree, invite_code
 from tests.progress.test_rollup import report_for
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -92,9 +92,13 @@ async def test_thongbao_flow_preview_confirm_and_stop(
     assert "Đồng chí gõ nội dung thông báo" in await manager.say("/thongbao")
     menu = await manager.send("Kính gửi các đồng chí: họp giao ban lúc 14:00 thứ Hai.")
     choices = {b.label: b.payload for b in menu[0].flat_buttons}
-    preview = await manager.press(choices["Tất cả cán bộ"])
+    preview = await manager.press(choices["Tất cả cán bộ (3 người)"])
     text = preview[0].text
-    assert "Kính gửi các đồng chí: họp giao ban" in text
+    assert "người nhận sẽ thấy đúng như sau" in text
+    assert (
+        "THÔNG BÁO của Đảng bộ thành phố Hà Nội (đồng chí Đồng chí gửi):\n\n"
+        "Kính gửi các đồng chí: họp giao ban" in text
+    )
     assert "Gửi cho tất cả cán bộ trong phạm vi: 3 người (Telegram: 2, Zalo: 1)." in text
     send = next(b for b in preview[0].flat_buttons if b.label.startswith("Gửi cho"))
     done = await manager.press(send.payload)
@@ -107,6 +111,13 @@ async def test_thongbao_flow_preview_confirm_and_stop(
             ("zalo", "bd"), ("telegram", "ss"), ("telegram", "hn"),
         }  # fmt: skip
         assert all(r.kind == "broadcast" and r.broadcast_id == 1 for r in rows)
+        assert all(r.text.startswith("THÔNG BÁO của Đảng bộ thành phố Hà Nội") for r in rows)
+        assert (await session.get(Broadcast, 1)).text.startswith("Kính gửi")  # as typed
+    progress = next(b for b in done[0].flat_buttons if b.label == "Xem tiến độ")
+    assert (
+        "0/3, trong đó 0 người đã nhận; còn 3 tin"
+        in (await manager.press(progress.payload))[0].text
+    )
     stop = next(b for b in done[0].flat_buttons if b.label == "Dừng gửi")
     stopped = await manager.press(stop.payload)
     assert "Đã dừng thông báo #1: 0/3 người đã nhận; 3 tin chưa gửi đã được hủy." in (
@@ -114,7 +125,7 @@ async def test_thongbao_flow_preview_confirm_and_stop(
     )
 
 
-async def test_thongbao_in_quiet_hours_and_on_zalo(
+async def test_thongbao_in_quiet_hours_says_so_and_offers_an_urgent_send(
     tree: AsyncEngine, enrol: Enrol, knowledge: Knowledge, clock: Clock
 ) -> None:
     await everyone(enrol)
@@ -126,11 +137,112 @@ async def test_thongbao_in_quiet_hours_and_on_zalo(
     levels = await admin.say(numbered_choice(menu, "Theo cấp"))
     preview = await admin.say(numbered_choice(levels, "Cấp xã"))
     assert "3 người" in preview
-    done = await admin.say(numbered_choice(preview, "Gửi cho 3 người"))
+    # The preview says it before anything is sent.
+    assert "bắt đầu gửi lúc 07:00 ngày 6/9/2025" in preview
+    done = await admin.say(numbered_choice(preview, "Gửi cho 3 người lúc 07:00"))
     assert "sẽ bắt đầu gửi lúc 07:00 ngày 6/9/2025" in done
+    await admin.say("/thongbao")
+    menu = await admin.say("Khẩn: họp ngay tối nay.")
+    preview = await admin.say(numbered_choice(menu, "Tất cả cán bộ"))
+    urgent = await admin.say(numbered_choice(preview, "Gửi ngay"))
+    assert "Gửi ngay (khẩn)" in urgent
     async with make_session_factory(tree)() as session:
         rows = (await session.exec(select(OutboxMessage))).all()
-        assert {r.next_attempt_at for r in rows} == {datetime(2025, 9, 6, 7, tzinfo=ZONE)}
+        by_broadcast = {r.broadcast_id: r.next_attempt_at for r in rows}
+        assert by_broadcast[1] == datetime(2025, 9, 6, 7, tzinfo=ZONE)
+        assert by_broadcast[2] == clock.now
+
+
+async def test_on_zalo_a_repeated_number_never_sends_or_stops(
+    tree: AsyncEngine, enrol: Enrol, knowledge: Knowledge, clock: Clock
+) -> None:
+    await everyone(enrol)
+    app = make_app(knowledge, tree, clock=clock, push_window=POLICY.next_allowed)
+    admin = Chat(app, user_id="zadmin", channel="zalo")
+    code = await invite_code(tree, "TW", "admin")
+    await admin.say(code)
+    await admin.say("/thongbao")
+    menu = await admin.say("Họp giao ban.")
+    assert numbered_choice(menu, "Tất cả cán bộ") == "1"
+    preview = await admin.say("1")
+    assert "Xem trước thông báo" in preview
+    back = await admin.say("1")  # the same "1" again: back to the audiences, nothing sent
+    assert "Gửi cho ai?" in back
+    preview = await admin.say("1")
+    done = await admin.say(numbered_choice(preview, "Gửi cho"))
+    assert "Đã xếp lịch gửi thông báo #1" in done
+    assert "Gõ /dung 1 để dừng gửi." in done  # stopping is typed, never a number
+    assert "Xem tiến độ" in await admin.say("1")  # a repeated "1" only shows progress
+    confirm = await admin.say("/dung 1")
+    assert "Dừng gửi thông báo #1?" in confirm
+    kept = await admin.say(numbered_choice(confirm, "Không dừng"))
+    assert "Thông báo #1: đã xử lý" in kept
+    async with make_session_factory(tree)() as session:
+        assert (await session.get(Broadcast, 1)).status == "sending"
+    confirm = await admin.say("/dung 1")
+    stopped = await admin.say(numbered_choice(confirm, "Dừng hẳn"))
+    assert "Đã dừng thông báo #1" in stopped
+
+
+async def test_a_unit_admin_is_offered_only_what_reaches_their_subtree(
+    tree: AsyncEngine, enrol: Enrol, knowledge: Knowledge, clock: Clock
+) -> None:
+    await everyone(enrol)
+    hp = await enrol("HP", "unit_admin", user_id="hp")
+    clock.now = datetime(2025, 9, 5, 3, tzinfo=UTC)  # the August tasks are late
+    await report_for(tree, "HP.CH", "done", task="dai-hoi-thang-8")
+    app = make_app(knowledge, tree, clock=clock)
+    admin = Chat(app, user_id="hp")
+    await admin.say("/thongbao")
+    menu = await admin.say("Nhắc việc.")
+    assert "Tất cả cán bộ (2 người)" in menu  # the HP admin and the Cát Hải official
+    levels = await admin.say(numbered_choice(menu, "Theo cấp"))
+    assert "Cấp xã (1 người)" in levels and "Trực thuộc Trung ương (1 người)" in levels
+    assert "Cơ sở" not in levels  # nobody there in this subtree
+    await admin.say("/huy")
+    await admin.say("/thongbao")
+    menu = await admin.say("Nhắc việc.")
+    late = await admin.say(numbered_choice(menu, "Đơn vị quá hạn"))
+    assert "Hoàn thành đại hội đảng bộ cấp" not in late  # Cát Hải has done it
+    assert "Kiện toàn" in late and "(1 người)" in late
+    assert hp
+
+
+async def test_a_typed_mistake_keeps_the_draft(
+    tree: AsyncEngine, enrol: Enrol, knowledge: Knowledge, clock: Clock
+) -> None:
+    await everyone(enrol)
+    admin = Chat(make_app(knowledge, tree, clock=clock), user_id="bd2", channel="zalo")
+    await admin.say(await invite_code(tree, "HN", "unit_admin"))
+    await admin.say("/thongbao")
+    await admin.say("Nội dung quan trọng.")
+    again = await admin.say("hai")  # "Theo cấp" by its number word
+    assert "Chọn cấp:" in again
+    await admin.say("/thongbao")
+    await admin.say("Nội dung quan trọng.")
+    repeat = await admin.say("gửi luôn đi")
+    assert "nội dung vẫn được giữ" in repeat and "Gửi cho ai?" in repeat
+    preview = await admin.say("tất cả")
+    assert "Nội dung quan trọng." in preview
+
+
+async def test_the_text_fits_one_zalo_message_with_its_header(
+    tree: AsyncEngine, enrol: Enrol, knowledge: Knowledge, clock: Clock
+) -> None:
+    from bot.channels.zalo import split_push
+    from handlers.broadcast import MAX_TEXT
+
+    await everyone(enrol)
+    admin = Chat(make_app(knowledge, tree, clock=clock), user_id="boss", channel="console")
+    await admin.say("/thongbao")
+    too_long = await admin.say("x" * (MAX_TEXT + 1))
+    assert "tối đa 1.800" in too_long
+    menu = await admin.say(("Một câu dài của thông báo. " * 100)[:MAX_TEXT])
+    preview = await admin.say(numbered_choice(menu, "Tất cả cán bộ"))
+    await admin.say(numbered_choice(preview, "Gửi cho"))
+    async with make_session_factory(tree)() as session:
+        rows = (await session.exec(select(OutboxMessage))).all()
+    assert rows and all(len(split_push(r.text)) == 1 for r in rows)
 
 
 async def test_officials_cannot_broadcast(tree: AsyncEngine, enrol: Enrol) -> None:
