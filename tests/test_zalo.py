@@ -141,13 +141,17 @@ def test_long_reply_is_split_at_2000_with_the_citation_beside_the_text() -> None
     assert all(part.endswith((".", "điểm 1")) for part in parts)  # never cut mid-sentence
     assert parts[-1].endswith("\n\nNguồn: Kết luận 185-KL/TW, điểm 1")
     assert parts[-1].count("Đại hội") >= 1  # the citation is not alone
-    joined = "".join(parts).replace("\n", "").replace(" ", "")
+    total = len(parts)
+    assert [p.split(" ", 1)[0] for p in parts] == [f"({i}/{total})" for i in range(1, total + 1)]
+    joined = "".join(p.split(" ", 1)[1] for p in parts).replace("\n", "").replace(" ", "")
     assert joined == (text + "Nguồn: Kết luận 185-KL/TW, điểm 1").replace("\n", "").replace(" ", "")
 
 
 def test_image_reply_sends_its_caption_as_text() -> None:
     reply = Reply(text="Tiến độ", image=Image(b"\x89PNG", caption="Biểu đồ tiến độ"))
     assert render(reply) == ["Biểu đồ tiến độ", "Tiến độ"]
+    chart = Image(b"\x89PNG", caption="Biểu đồ", alt_text="1. Xã A: 0% (0/3)")
+    assert render(Reply(text="", image=chart)) == ["1. Xã A: 0% (0/3)"]  # the text, not a title
 
 
 # --------------------------------------------------------------------------- through dispatch

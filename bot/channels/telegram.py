@@ -19,18 +19,23 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.types import (
     BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
     BufferedInputFile,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    Update,
 )
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from bot.app import App
-from bot.core import IncomingMessage, Reply
-from bot.render import split_text
+from bot.core import IncomingMessage, Menu, Reply
+from bot.render import PART_MARK_ROOM, mark_parts, split_text
 
 __all__ = [
     "CHANNEL",
@@ -47,27 +52,39 @@ CAPTION_LIMIT = 1024
 WEBHOOK_PATH = "/webhook/telegram"
 MAX_SEND_ATTEMPTS = 3
 
-COMMANDS = (
-    BotCommand(command="hoi", description="Hỏi về các kết luận"),
-    BotCommand(command="help", description="Hướng dẫn sử dụng"),
-    BotCommand(command="start", description="Bắt đầu"),
-)
+GROUP_TYPES = frozenset({"group", "supergroup"})
 
 
-def to_incoming(message: Message) -> IncomingMessage:
-    """A Telegram message as the core sees it."""
+def to_incoming(
+    message: Message,
+    *,
+    bot_username: str | None = None,
+    bot_id: int | None = None,
+    update_id: int | None = None,
+) -> IncomingMessage:
+    """A Telegram message as the core sees it. In a group, the message is addressed to the
+    assistant when it is a command (for this bot), mentions the bot, or replies to one of its
+    messages; the mention is removed from the text."""
     user = message.from_user
     user_id = str(user.id) if user is not None else str(message.chat.id)
     name = user.full_name if user is not None else None
+    in_group = message.chat.type in GROUP_TYPES
+    text = message.text
+    addressed = True
+    if in_group:
+        text, addressed = _addressing(message, bot_username, bot_id)
     common = {
         "channel": CHANNEL,
         "user_id": user_id,
         "chat_id": str(message.chat.id),
         "user_name": name,
         "message_id": str(message.message_id),
+        "chat_type": "group" if in_group else "private",
+        "addressed": addressed,
+        "update_key": f"u{update_id}" if update_id is not None else None,
     }
     if message.text is not None:
-        return IncomingMessage(text=message.text, kind="text", **common)  # type: ignore[arg-type]
+        return IncomingMessage(text=text, kind="text", **common)  # type: ignore[arg-type]
     media = (
         message.photo,
         message.sticker,
@@ -84,6 +101,30 @@ def to_incoming(message: Message) -> IncomingMessage:
     return IncomingMessage(text=message.caption, kind=kind, **common)  # type: ignore[arg-type]
 
 
+def _addressing(
+    message: Message, bot_username: str | None, bot_id: int | None
+) -> tuple[str | None, bool]:
+    """(the text without the bot's mention, whether the bot is addressed) in a group."""
+    text = message.text or ""
+    me = f"@{bot_username}".lower() if bot_username else None
+    stripped = text
+    addressed = False
+    for entity in message.entities or ():
+        piece = entity.extract_from(text)
+        if entity.type == "bot_command" and entity.offset == 0:
+            target = piece.partition("@")[2].lower()
+            addressed = not target or (me is not None and f"@{target}" == me)
+        elif entity.type == "mention" and me is not None and piece.lower() == me:
+            addressed = True
+            stripped = stripped.replace(piece, " ", 1)
+        elif entity.type == "text_mention" and entity.user is not None and entity.user.id == bot_id:
+            addressed = True
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and replied.from_user.id == bot_id:
+        addressed = True
+    return " ".join(stripped.split()) if stripped != text else text, addressed
+
+
 def _html(text: str) -> str:
     return html.escape(text, quote=False)
 
@@ -93,26 +134,38 @@ def _markup(reply: Reply) -> InlineKeyboardMarkup | None:
         return None
     return InlineKeyboardMarkup(
         inline_keyboard=[
-            [InlineKeyboardButton(text=b.label[:64], callback_data=b.payload) for b in row]
+            [InlineKeyboardButton(text=b.label, callback_data=b.payload) for b in row]
             for row in reply.buttons
         ]
     )
 
 
 def render(reply: Reply) -> list[str]:
-    """HTML chunks for one reply, each below Telegram's 4096-character limit."""
-    chunks = split_text(reply.text, TEXT_LIMIT, measure=lambda s: len(_html(s)))
+    """HTML chunks for one reply, each below Telegram's 4096-character limit; several parts
+    are numbered (1/2), (2/2)."""
+    parts = _render(reply, TEXT_LIMIT)
+    if len(parts) > 1:
+        parts = mark_parts(_render(reply, TEXT_LIMIT - PART_MARK_ROOM))
+    return parts
+
+
+def _render(reply: Reply, limit: int) -> list[str]:
+    chunks = split_text(reply.text, limit, measure=lambda s: len(_html(s)))
     parts = [_html(chunk) for chunk in chunks]
     if reply.footer:
         footer = f"<i>{_html(reply.footer)}</i>"
-        if parts and len(parts[-1]) + 2 + len(footer) <= TEXT_LIMIT:
+        if parts and len(parts[-1]) + 2 + len(footer) <= limit:
             parts[-1] = f"{parts[-1]}\n\n{footer}"
         else:
             parts.extend(
                 f"<i>{_html(c)}</i>"
-                for c in split_text(reply.footer, TEXT_LIMIT - 7, measure=lambda s: len(_html(s)))
+                for c in split_text(reply.footer, limit - 7, measure=lambda s: len(_html(s)))
             )
     return parts or ["…"]
+
+
+def bot_commands(menu: Menu) -> list[BotCommand]:
+    return [BotCommand(command=c, description=d) for c, d in menu.commands]
 
 
 class TelegramChannel:
@@ -138,9 +191,17 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------ inbound
 
-    async def _on_message(self, message: Message) -> None:
-        replies = await self.app.dispatch(to_incoming(message), buttons=True)
-        await self.send_replies(message.chat.id, replies)
+    async def _on_message(self, message: Message, event_update: Update | None = None) -> None:
+        incoming = to_incoming(
+            message,
+            bot_username=self.username,
+            bot_id=self.bot.id,
+            update_id=event_update.update_id if event_update is not None else None,
+        )
+        outcome = await self.app.handle(incoming, buttons=True, menus=True)
+        await self.send_replies(message.chat.id, outcome.replies)
+        if outcome.menu is not None:
+            await self._set_menu(message.chat.id, outcome.menu)
 
     async def _on_callback(self, query: CallbackQuery) -> None:
         try:
@@ -149,6 +210,7 @@ class TelegramChannel:
             log.info("answerCallbackQuery failed: %s", exc)
         message = query.message
         chat_id = message.chat.id if message is not None else query.from_user.id
+        in_group = message is not None and message.chat.type in GROUP_TYPES
         incoming = IncomingMessage(
             channel=CHANNEL,
             user_id=str(query.from_user.id),
@@ -156,9 +218,56 @@ class TelegramChannel:
             kind="button",
             payload=query.data or "",
             user_name=query.from_user.full_name,
+            chat_type="group" if in_group else "private",
+            update_key=f"q{query.id}",
         )
-        replies = await self.app.dispatch(incoming, buttons=True)
-        await self.send_replies(chat_id, replies)
+        outcome = await self.app.handle(incoming, buttons=True, menus=not in_group)
+        if isinstance(message, Message) and outcome.replies:
+            await self._close_keyboard(message, query.data or "")
+        await self.send_replies(chat_id, outcome.replies)
+        if outcome.menu is not None:
+            await self._set_menu(chat_id, outcome.menu)
+
+    async def _close_keyboard(self, message: Message, pressed: str) -> None:
+        """A step is done: the message that offered it keeps the choice made, not live
+        buttons (an old keyboard pressed later would act on a flow that moved on)."""
+        label = next(
+            (
+                button.text
+                for row in (message.reply_markup.inline_keyboard if message.reply_markup else [])
+                for button in row
+                if button.callback_data == pressed
+            ),
+            None,
+        )
+        try:
+            if label is not None and message.text is not None:
+                text = f"{message.html_text}\n\n→ <b>{_html(label)}</b>"
+                if len(text) <= TEXT_LIMIT:
+                    await self.bot.edit_message_text(
+                        chat_id=message.chat.id,
+                        message_id=message.message_id,
+                        text=text,
+                        parse_mode="HTML",
+                        reply_markup=None,
+                    )
+                    return
+            await self.bot.edit_message_reply_markup(
+                chat_id=message.chat.id, message_id=message.message_id, reply_markup=None
+            )
+        except TelegramAPIError as exc:  # too old, already edited, deleted: nothing to do
+            log.info("could not close a keyboard: %s", exc)
+
+    async def _set_menu(self, chat_id: int | str, menu: Menu) -> None:
+        """This person's command menu in their private chat (best effort)."""
+        scope = BotCommandScopeChat(chat_id=chat_id)
+        try:
+            if menu.key == self.app.guest_menu.key:
+                await self.bot.delete_my_commands(scope=scope)
+            else:
+                await self.bot.set_my_commands(bot_commands(menu), scope=scope)
+        except TelegramAPIError as exc:
+            log.info("could not set a command menu: %s", exc)
 
     # ------------------------------------------------------------------ outbound
 
@@ -212,7 +321,15 @@ class TelegramChannel:
         except TelegramAPIError as exc:
             raise RuntimeError(f"Telegram did not accept the bot token: {exc}") from None
         try:
-            await self.bot.set_my_commands(list(COMMANDS))
+            await self.bot.set_my_commands(
+                bot_commands(self.app.guest_menu), scope=BotCommandScopeDefault()
+            )
+            await self.bot.set_my_commands(
+                bot_commands(self.app.guest_menu), scope=BotCommandScopeAllPrivateChats()
+            )
+            await self.bot.set_my_commands(
+                bot_commands(self.app.group_menu), scope=BotCommandScopeAllGroupChats()
+            )
         except Exception as exc:  # e.g. an emulator without setMyCommands
             log.warning("setMyCommands is not available (%s); continuing without a menu", exc)
 

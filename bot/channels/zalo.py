@@ -38,7 +38,7 @@ from bot.core import (
     TemporaryFailure,
 )
 from bot.logs import redact
-from bot.render import split_text
+from bot.render import PART_MARK_ROOM, mark_parts, split_text
 
 __all__ = [
     "CHANNEL",
@@ -352,6 +352,10 @@ def to_incoming(update: Mapping[str, Any]) -> IncomingMessage | None:
         log.info("Zalo event %r ignored", event)
         return None
     name = sender.get("display_name") or sender.get("name")
+    message_id = _text_id(message.get("message_id"))
+    in_group = str(chat.get("chat_type") or "").upper() == "GROUP"
+    # Zalo documents no mention entity: in a group only a command is addressed to the bot.
+    addressed = not in_group or (kind == "text" and (text or "").lstrip().startswith("/"))
     incoming = IncomingMessage(
         channel=CHANNEL,
         user_id=user_id,
@@ -359,7 +363,10 @@ def to_incoming(update: Mapping[str, Any]) -> IncomingMessage | None:
         text=text,
         kind=kind,
         user_name=str(name) if name else None,
-        message_id=_text_id(message.get("message_id")),
+        message_id=message_id,
+        chat_type="group" if in_group else "private",
+        addressed=addressed,
+        update_key=f"m{message_id}" if message_id else None,
     )
     stamp = _received_at(message.get("date"))
     return replace(incoming, received_at=stamp) if stamp is not None else incoming
@@ -387,13 +394,26 @@ def _with_footer(text: str, footer: str | None, limit: int) -> list[str]:
 
 def render(reply: Reply, limit: int = TEXT_LIMIT) -> list[str]:
     """Plain-text messages for one reply (buttons already numbered by dispatch), each at most
-    ``limit`` characters. An image cannot be sent (sendPhoto needs a public URL): its caption
-    goes as text."""
+    ``limit`` characters; a text that takes several messages is numbered (1/2), (2/2). A
+    picture cannot be sent (sendPhoto needs a public URL): its text alternative (or caption)
+    goes first instead."""
     parts: list[str] = []
-    if reply.image is not None and reply.image.caption:
-        parts.extend(split_text(reply.image.caption, limit))
-    parts.extend(_with_footer(reply.text, reply.footer, limit))
-    return parts
+    if reply.image is not None:
+        alternative = reply.image.alt_text or reply.image.caption
+        if alternative:
+            parts.extend(split_push(alternative, limit))
+    text = _with_footer(reply.text, reply.footer, limit)
+    if len(text) > 1:
+        text = mark_parts(_with_footer(reply.text, reply.footer, limit - PART_MARK_ROOM))
+    return parts + text
+
+
+def split_push(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """A push's text in messages of at most ``limit`` characters, numbered when several."""
+    parts = split_text(text, limit)
+    if len(parts) > 1:
+        parts = mark_parts(split_text(text, limit - PART_MARK_ROOM))
+    return parts or ["…"]
 
 
 # --------------------------------------------------------------------------- the channel
@@ -604,7 +624,7 @@ class ZaloTransport:
     async def deliver(self, chat_id: str, text: str, buttons: Sequence[Sequence[Button]]) -> None:
         """Send ``text`` (split at 2000 characters); buttons are dropped (the text carries a
         typed alternative). Raises a :class:`~bot.core.DeliveryError` subclass."""
-        for part in split_text(text, TEXT_LIMIT) or ["…"]:
+        for part in split_push(text):
             try:
                 await self.client.send_message(chat_id, part)
             except ZaloError as exc:
