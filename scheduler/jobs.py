@@ -5,40 +5,60 @@ must survive a restart); they reach the database through the runtime that :func:
 installs. ``misfire_grace_time`` is set deliberately (APScheduler's default of 1 s would
 silently skip a reminder that fell due while the assistant was restarting), jobs coalesce,
 and one scheduler runs per database (the leader, see :mod:`scheduler.leader`).
+
+The job store is synchronous and shares the database with the chats. On SQLite a chat's
+transaction holds the one write lock across awaits (dispatch commits once, at the end), so a
+job store write issued on the event loop would wait for a lock that can only be released by
+the loop it blocks: "database is locked" after the busy timeout. So the scheduler runs in its
+own thread (:class:`~apscheduler.schedulers.background.BackgroundScheduler`) and only the jobs,
+coroutines, run on the application's loop (:class:`LoopExecutor`); callers on the loop reach
+the job store through a thread too (:func:`refresh_plan`, :func:`stop_scheduler`). The store's
+engine has the application's settings (WAL, ``busy_timeout``; ``pool_pre_ping`` on
+PostgreSQL), see :func:`job_store`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
-from collections.abc import Callable, Collection, Iterable
+import sys
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from apscheduler.executors.base import BaseExecutor, run_coroutine_job, run_job
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
+from apscheduler.util import iscoroutinefunction_partial
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.core import utcnow
-from bot.storage.db import SessionFactory
+from bot.storage.db import SessionFactory, create_sync_engine, sync_url
 from bot.storage.models import ReminderRun, Task
 from scheduler.policy import PushPolicy
 
 __all__ = [
+    "MONITOR_EVERY_SECONDS",
     "JobsRuntime",
+    "LoopExecutor",
     "PlanReport",
     "build_scheduler",
     "digest_job",
     "install_runtime",
+    "job_store",
     "plan_job",
     "plan_jobs",
     "refresh_plan",
     "reminder_job",
     "reminder_key",
+    "stop_scheduler",
     "sync_url",
 ]
 
@@ -49,6 +69,9 @@ DIGEST_JOB = "digest:weekly"
 MONITOR_JOB = "broadcasts:monitor"
 PLAN_JOB = "reminders:plan"
 PLAN_EVERY_MINUTES = 5
+# The broadcast monitor (scheduler.broadcasts.report_progress): often enough that a broadcast
+# to 1,000 people at Telegram's 25 pushes/s (40 s) gets its 25/50/75 % progress reports.
+MONITOR_EVERY_SECONDS = 5
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -57,7 +80,7 @@ class JobsRuntime:
     sessions: SessionFactory
     policy: PushPolicy
     clock: Callable[[], datetime] = utcnow
-    scheduler: AsyncIOScheduler | None = None  # for the periodic re-planning
+    scheduler: BaseScheduler | None = None  # for the periodic re-planning
 
 
 _runtime: JobsRuntime | None = None
@@ -142,16 +165,83 @@ async def broadcast_monitor_job() -> None:
 # --------------------------------------------------------------------------- set-up
 
 
-def sync_url(database_url: str) -> str:
-    """The job store is synchronous: the same database through a sync driver."""
-    url = make_url(database_url)
-    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[url.get_backend_name()]
-    return url.set(drivername=driver).render_as_string(hide_password=False)
+class LoopExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs the jobs on the application's event loop (coroutines as tasks, plain functions in
+    its default thread pool) for a scheduler that runs in its own thread.
+
+    ``loop``: the loop to use; by default the one running when the scheduler starts."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__()
+        self._loop = loop
+        self._futures: set[concurrent.futures.Future[Any]] = set()
+
+    def start(self, scheduler: BaseScheduler, alias: str) -> None:
+        super().start(scheduler, alias)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+
+    def shutdown(self, wait: bool = True) -> None:
+        for future in list(self._futures):
+            future.cancel()
+        self._futures.clear()
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        assert self._loop is not None, "the executor has not been started"
+        logger = self._logger.name
+        coroutine: Coroutine[Any, Any, Any]
+        if iscoroutinefunction_partial(job.func):
+            coroutine = run_coroutine_job(job, job._jobstore_alias, run_times, logger)
+        else:
+            coroutine = asyncio.to_thread(run_job, job, job._jobstore_alias, run_times, logger)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        except RuntimeError:  # the loop is closed
+            coroutine.close()
+            raise
+
+        def done(future: concurrent.futures.Future[Any]) -> None:
+            self._futures.discard(future)
+            if future.cancelled():
+                self._run_job_success(job.id, [])
+                return
+            try:
+                events = future.result()
+            except BaseException:
+                self._run_job_error(job.id, *sys.exc_info()[1:])
+            else:
+                self._run_job_success(job.id, events)
+
+        self._futures.add(future)
+        future.add_done_callback(done)
 
 
-def build_scheduler(database_url: str, policy: PushPolicy) -> AsyncIOScheduler:
-    return AsyncIOScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=sync_url(database_url))},
+class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
+    def _process_jobs(self) -> float | None:
+        # BackgroundScheduler's thread may wake once more after shutdown() marked it stopped
+        # (a wakeup from just before): it must not run jobs then.
+        if self.state != STATE_RUNNING:
+            return None
+        result: float | None = super()._process_jobs()
+        return result
+
+
+def job_store(database_url: str) -> SQLAlchemyJobStore:
+    """The job store: the project database through a sync engine with the application's
+    settings (SQLite: WAL, ``busy_timeout`` 30 s; PostgreSQL: ``pool_pre_ping``)."""
+    return SQLAlchemyJobStore(engine=create_sync_engine(database_url))
+
+
+def build_scheduler(
+    database_url: str, policy: PushPolicy, *, loop: asyncio.AbstractEventLoop | None = None
+) -> BackgroundScheduler:
+    """The scheduler (its own thread, see the module's notes). Start it on the loop that is to
+    run the jobs, or pass that ``loop``; ``start()`` only reads the job store, but anything
+    that writes to it (adding, removing jobs, shutting down) goes through a thread when called
+    from the loop."""
+    return _Scheduler(
+        jobstores={"default": job_store(database_url)},
+        executors={"default": LoopExecutor(loop)},
         job_defaults={
             "misfire_grace_time": int(policy.grace.total_seconds()) or 1,
             "coalesce": True,
@@ -161,6 +251,12 @@ def build_scheduler(database_url: str, policy: PushPolicy) -> AsyncIOScheduler:
     )
 
 
+def stop_scheduler(scheduler: BaseScheduler) -> None:
+    """Shut the scheduler down (blocking: from the loop, ``await asyncio.to_thread(...)``)."""
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+
+
 @dataclass(frozen=True, slots=True)
 class PlanReport:
     planned: int
@@ -168,14 +264,14 @@ class PlanReport:
 
 
 def plan_jobs(
-    scheduler: AsyncIOScheduler,
+    scheduler: BaseScheduler,
     tasks: Iterable[Task],
     policy: PushPolicy,
     now: datetime,
     fired: Collection[str] = (),
 ) -> PlanReport:
     """Make the stored jobs match the tasks (idempotent; safe on every start and re-run
-    periodically).
+    periodically). Blocking (job store queries): from the loop, use :func:`refresh_plan`.
 
     Each active task gets date jobs at its reminder times that fall within the grace window
     or later, except the rounds in ``fired`` (already sent); jobs of removed or re-dated
@@ -229,11 +325,11 @@ def plan_jobs(
         scheduler.remove_job(DIGEST_JOB)
     scheduler.add_job(
         "scheduler.jobs:broadcast_monitor_job",
-        trigger=IntervalTrigger(seconds=30, timezone=policy.zone),
+        trigger=IntervalTrigger(seconds=MONITOR_EVERY_SECONDS, timezone=policy.zone),
         id=MONITOR_JOB,
         name=MONITOR_JOB,
         replace_existing=True,
-        misfire_grace_time=30,
+        misfire_grace_time=MONITOR_EVERY_SECONDS,
     )
     if scheduler.get_job(PLAN_JOB) is None:
         scheduler.add_job(
@@ -248,8 +344,10 @@ def plan_jobs(
 
 
 async def refresh_plan(
-    scheduler: AsyncIOScheduler, sessions: SessionFactory, policy: PushPolicy, now: datetime
+    scheduler: BaseScheduler, sessions: SessionFactory, policy: PushPolicy, now: datetime
 ) -> PlanReport:
+    """Re-plan from the tasks table; the job store is written from a thread, so waiting for
+    a chat's write lock never stalls the loop."""
     async with sessions() as session:
         tasks = list((await session.exec(select(Task).where(col(Task.active)))).all())
         horizon = now - policy.grace - timedelta(days=1)
@@ -260,4 +358,4 @@ async def refresh_plan(
                 )
             ).all()
         )
-    return plan_jobs(scheduler, tasks, policy, now, fired)
+    return await asyncio.to_thread(plan_jobs, scheduler, tasks, policy, now, fired)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, update
@@ -30,6 +30,8 @@ from bot.storage.types import UTCDateTime
 
 __all__ = [
     "ACTIVE",
+    "PROGRESS_KIND",
+    "PROGRESS_VALIDITY",
     "BroadcastStatus",
     "Claimed",
     "Outcome",
@@ -41,6 +43,7 @@ __all__ = [
     "buttons_to_json",
     "cancel_broadcast",
     "claim_due",
+    "drop_pending",
     "enqueue",
     "enqueue_broadcast",
     "enqueue_many",
@@ -58,6 +61,10 @@ BROADCAST: Table = Broadcast.__table__  # type: ignore[attr-defined]
 PERSON_CHANNEL: Table = PersonChannel.__table__  # type: ignore[attr-defined]
 
 ACTIVE = ("pending", "sending")  # rows the sender has yet to settle
+# A broadcast's progress report (its text holds a figure of the moment it was planned): still
+# pending this long after, it is out of date and a starting sender cancels it.
+PROGRESS_KIND = "broadcast_progress"
+PROGRESS_VALIDITY = timedelta(minutes=2)
 ERROR_LIMIT = 500  # OutboxMessage.last_error
 _INSERT_CHUNK = 1000
 
@@ -341,6 +348,19 @@ async def enqueue_broadcast(
     await session.exec(update(BROADCAST).where(BROADCAST.c.id == broadcast.id).values(**values))
     await session.refresh(broadcast)
     return added
+
+
+async def drop_pending(session: AsyncSession, keys: Collection[str], *, reason: str) -> int:
+    """Cancel the rows with these idempotency keys that are still ``pending`` (a push
+    overtaken by a newer one); return how many. Rows the sender has claimed go on."""
+    if not keys:
+        return 0
+    result = await session.exec(
+        update(OUTBOX)
+        .where(OUTBOX.c.idempotency_key.in_(sorted(keys)), OUTBOX.c.status == "pending")
+        .values(status="cancelled", last_error=reason)
+    )
+    return int(result.rowcount or 0)
 
 
 async def cancel_broadcast(
@@ -672,7 +692,9 @@ async def record_outcomes(
 
 async def recover_claims(session: AsyncSession, *, now: datetime) -> int:
     """At sender start: rows left ``sending`` by a sender that died go back to ``pending``
-    (those of a cancelled broadcast are cancelled). Only the elected sender calls this."""
+    (those of a cancelled broadcast are cancelled), and progress reports planned more than
+    :data:`PROGRESS_VALIDITY` ago that are still waiting are cancelled (their figure is out of
+    date; a final report is kept). Only the elected sender calls this."""
     await session.exec(
         update(OUTBOX)
         .where(
@@ -685,6 +707,15 @@ async def recover_claims(session: AsyncSession, *, now: datetime) -> int:
     )
     result = await session.exec(
         update(OUTBOX).where(OUTBOX.c.status == "sending").values(status="pending")
+    )
+    await session.exec(
+        update(OUTBOX)
+        .where(
+            OUTBOX.c.status == "pending",
+            OUTBOX.c.kind == PROGRESS_KIND,
+            OUTBOX.c.created_at < now - PROGRESS_VALIDITY,
+        )
+        .values(status="cancelled", last_error="progress report out of date")
     )
     await finish_broadcasts(session, now=now)
     return int(result.rowcount or 0)

@@ -12,7 +12,13 @@ from typing import Any
 from bot.core import Transport, utcnow
 from bot.settings import Settings
 from bot.storage.db import SessionFactory
-from scheduler.jobs import JobsRuntime, build_scheduler, install_runtime, refresh_plan
+from scheduler.jobs import (
+    JobsRuntime,
+    build_scheduler,
+    install_runtime,
+    refresh_plan,
+    stop_scheduler,
+)
 from scheduler.limits import ChannelLimits
 from scheduler.policy import PushPolicy
 from scheduler.sender import Sender
@@ -51,9 +57,12 @@ def push_service(
             sender = Sender(sessions, transports, limits=channel_limits(settings))
             await sender.run(stop)
         finally:
-            with contextlib.suppress(Exception):
-                scheduler.shutdown(wait=False)
-            install_runtime(None)
-            log.info("leader: scheduler and sender stopped")
+            try:
+                # from a thread: the scheduler's thread may be waiting for the write lock
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(stop_scheduler, scheduler)
+            finally:
+                install_runtime(None)
+                log.info("leader: scheduler and sender stopped")
 
     return run

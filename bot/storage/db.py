@@ -1,4 +1,5 @@
-"""The async engine, the session factory and schema migrations."""
+"""The async engine (and a sync one with the same settings), the session factory and schema
+migrations."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,8 +19,10 @@ __all__ = [
     "SessionFactory",
     "alembic_config",
     "create_engine",
+    "create_sync_engine",
     "current_revision",
     "make_session_factory",
+    "sync_url",
     "upgrade_database",
 ]
 
@@ -26,28 +30,59 @@ SessionFactory = async_sessionmaker[AsyncSession]
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another one to finish
+_SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
+
+
+def _sqlite_folder(url: URL) -> None:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL (readers never wait for the writer), foreign keys, and a writer that waits for
+    another one instead of failing with "database is locked"."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; for SQLite the folder is created and WAL + foreign keys are on."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        _sqlite_folder(parsed)
+        kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS // 1000})
         engine = create_async_engine(url, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def sync_url(url: str) -> str:
+    """The same database through a synchronous driver (sqlite3, psycopg)."""
+    parsed = make_url(url)
+    driver = _SYNC_DRIVERS[parsed.get_backend_name()]
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def create_sync_engine(url: str, **kwargs: Any) -> Engine:
+    """A synchronous engine on the database of ``url`` (async or sync driver) with the
+    settings of :func:`create_engine`, for libraries that need one (APScheduler's job store)."""
+    parsed = make_url(sync_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_folder(parsed)
+        kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS // 1000})
+        engine = sa_create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa_create_engine(parsed, **kwargs)
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -281,22 +281,22 @@ async def test_progress_and_final_reports_reach_the_sender(
             await session.commit()
             rows = await session.exec(
                 select(OutboxMessage.text)
-                .where(OutboxMessage.kind == "report")
+                .where(col(OutboxMessage.kind).in_(["report", "broadcast_progress"]))
                 .order_by(col(OutboxMessage.id))
             )
             return list(rows.all())
 
-    assert await settle({"bd": "sent"}) == []  # 1 of 5: below a quarter
-    reports = await settle({"bd": "sent", "ss": "sent"})
-    assert reports == ["Thông báo #1: đã xử lý 2/5 (40%), trong đó 2 người đã nhận."]
-    assert await settle({"bd": "sent", "ss": "sent"}) == reports  # once per quarter
+    assert await settle({"bd": "sent"}) == []
+    # 2 of 5: a broadcast this small is over within a tick or two, it gets only the final
+    # report (progress: tests/pushes/test_broadcast_progress.py)
+    assert await settle({"bd": "sent", "ss": "sent"}) == []
     final = await settle(
         {"bd": "sent", "ss": "sent", "ch": "blocked", "hn": "failed", "boss": "sent"}
     )
-    assert final[-1] == (
+    assert final == [
         "ĐÃ GỬI XONG thông báo #1:\n• Đã nhận: 3/5 người\n"
         "• Không gửi được: 1 (Bad Request: chat not found (1))\n• Đã chặn trợ lý: 1"
-    )
+    ]
 
 
 def test_cli_send_status_cancel(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
@@ -34,8 +34,8 @@ def database_url(engine: AsyncEngine) -> str:
 
 
 @pytest.fixture
-async def scheduler_factory(tree: AsyncEngine) -> AsyncIterator[list[AsyncIOScheduler]]:
-    started: list[AsyncIOScheduler] = []
+async def scheduler_factory(tree: AsyncEngine) -> AsyncIterator[list[BaseScheduler]]:
+    started: list[BaseScheduler] = []
     yield started
     for scheduler in started:
         if scheduler.running:
@@ -43,7 +43,7 @@ async def scheduler_factory(tree: AsyncEngine) -> AsyncIterator[list[AsyncIOSche
     install_runtime(None)
 
 
-def new_scheduler(engine: AsyncEngine, started: list[AsyncIOScheduler]) -> AsyncIOScheduler:
+def new_scheduler(engine: AsyncEngine, started: list[BaseScheduler]) -> BaseScheduler:
     scheduler = build_scheduler(database_url(engine), POLICY)
     started.append(scheduler)
     return scheduler
@@ -55,7 +55,7 @@ async def tasks(engine: AsyncEngine) -> list[Task]:
 
 
 async def test_planning_is_persistent_idempotent_and_skips_old_deadlines(
-    tree: AsyncEngine, scheduler_factory: list[AsyncIOScheduler]
+    tree: AsyncEngine, scheduler_factory: list[BaseScheduler]
 ) -> None:
     now = datetime(2025, 8, 20, 3, tzinfo=UTC)
     first = new_scheduler(tree, scheduler_factory)
@@ -85,7 +85,7 @@ async def test_planning_is_persistent_idempotent_and_skips_old_deadlines(
 
 
 async def test_a_removed_task_loses_its_jobs(
-    tree: AsyncEngine, scheduler_factory: list[AsyncIOScheduler]
+    tree: AsyncEngine, scheduler_factory: list[BaseScheduler]
 ) -> None:
     scheduler = new_scheduler(tree, scheduler_factory)
     scheduler.start(paused=True)
@@ -99,7 +99,7 @@ async def test_a_removed_task_loses_its_jobs(
 
 
 async def test_misfired_reminders_run_on_start_within_the_grace_window(
-    tree: AsyncEngine, enrol: Enrol, scheduler_factory: list[AsyncIOScheduler]
+    tree: AsyncEngine, enrol: Enrol, scheduler_factory: list[BaseScheduler]
 ) -> None:
     await enrol("HN.SS", "official", user_id="ss", channel="telegram", buttons=True)
     # Due dates relative to the real clock: APScheduler judges misfires by it.
@@ -150,7 +150,7 @@ async def test_misfired_reminders_run_on_start_within_the_grace_window(
 
 
 async def test_a_round_fires_once_and_is_not_planned_again(
-    tree: AsyncEngine, enrol: Enrol, scheduler_factory: list[AsyncIOScheduler]
+    tree: AsyncEngine, enrol: Enrol, scheduler_factory: list[BaseScheduler]
 ) -> None:
     await enrol("HN.SS", "official", user_id="once", channel="telegram", buttons=True)
     now = datetime(2025, 8, 28, 1, 5, tzinfo=UTC)  # 08:05 local, three days before 31/8
