@@ -23,11 +23,17 @@ from typing import Any
 import aiohttp
 
 EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
+BOT_USERNAME = "troly_test_bot"  # what the emulator's getMe answers, for every token
 Json = dict[str, Any]
 
 
 class EmulatorError(RuntimeError):
     """The emulator could not be started or answered a client request with an error."""
+
+    def __init__(self, message: str, status: int | None = None, description: str = "") -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of a refused client request
+        self.description = description  # its Telegram-like description
 
 
 class TelegramEmulator:
@@ -100,12 +106,68 @@ class TelegramEmulator:
         calls = await self.request("/_emulator/calls", {"token": token})
         return [c for c in calls if method is None or c["method"] == method]
 
+    async def command_menus(self, token: str) -> list[Json]:
+        """Every command list the bot has set and not deleted, in the order they were set:
+        [{"scope": {"type", "chat_id"?, "user_id"?}, "language_code", "commands": [...]}]."""
+        result: list[Json] = await self.request("/_emulator/commands", {"token": token})
+        return result
+
+    async def visible_menu(
+        self,
+        token: str,
+        chat_id: int,
+        user_id: int | None = None,
+        *,
+        chat_type: str | None = None,
+        language_code: str | None = None,
+        is_admin: bool = False,
+    ) -> Json:
+        """The command menu user `user_id` sees in chat `chat_id`, resolved as Telegram
+        documents it (private chat: chat, all_private_chats, default; group: chat_member,
+        chat_administrators if is_admin, chat, all_chat_administrators if is_admin,
+        all_group_chats, default; each scope with language_code first, then without).
+        Returns {"scope", "language_code", "commands"}: the list that won, scope None and
+        no commands when none applies. user_id defaults to chat_id (a private chat);
+        chat_type to the type of the chat as users showed it (else from the id's sign)."""
+        payload: Json = {"token": token, "chat_id": chat_id, "is_admin": is_admin}
+        if user_id is not None:
+            payload["user_id"] = user_id
+        if chat_type is not None:
+            payload["chat_type"] = chat_type
+        if language_code is not None:
+            payload["language_code"] = language_code
+        result: Json = await self.request("/_emulator/menu", payload)
+        return result
+
+    async def visible_commands(
+        self,
+        token: str,
+        chat_id: int,
+        user_id: int | None = None,
+        *,
+        chat_type: str | None = None,
+        language_code: str | None = None,
+        is_admin: bool = False,
+    ) -> list[str]:
+        """The command names of visible_menu(), in the bot's order."""
+        menu = await self.visible_menu(
+            token,
+            chat_id,
+            user_id,
+            chat_type=chat_type,
+            language_code=language_code,
+            is_admin=is_admin,
+        )
+        return [command["command"] for command in menu["commands"]]
+
     async def request(self, path: str, payload: Json) -> Any:
-        """POST to the emulator's client API and return `result`."""
+        """POST to the emulator's client API and return `result`; EmulatorError (with status
+        and description) when it refuses."""
         async with self._http.post(self.base_url + path, json=payload) as resp:
             body = await resp.json(content_type=None)
         if resp.status != 200 or not isinstance(body, dict) or not body.get("ok"):
-            raise EmulatorError(f"POST {path} -> {resp.status} {body!r}")
+            description = body.get("description", "") if isinstance(body, dict) else ""
+            raise EmulatorError(f"POST {path} -> {resp.status} {body!r}", resp.status, description)
         return body.get("result")
 
 

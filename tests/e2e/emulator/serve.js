@@ -11,18 +11,34 @@
 //   (and, with the flag, when stdin closes, so a crashed parent leaves no orphan).
 //
 // Patched / added Bot API methods (everything else goes to the package unchanged, so a
-// method it does not know, e.g. setMyCommands, still gets its stock 500 answer: the bot must
-// log that and carry on):
+// method it does not know still gets its stock 500 answer):
 //   getMe                  adds is_bot (aiogram requires it); id = the token's number
 //   getUpdates             honours offset (confirm semantics), limit and timeout (long poll)
 //   sendMessage, send<Media> return a real Message (date in seconds, from, chat); multipart
 //                          uploads (sendPhoto, sendDocument, ...) are parsed
 //   editMessageText/ReplyMarkup/Caption  return the edited Message; 400 when not found or
 //                          not modified; omitting reply_markup removes the inline keyboard
+//   setMyCommands, getMyCommands, deleteMyCommands  one list per bot token, scope (default,
+//                          all_private_chats, all_group_chats, all_chat_administrators, chat,
+//                          chat_administrators, chat_member) and language_code; Telegram's
+//                          checks and 400 descriptions (BOT_COMMAND_INVALID: 1-32 of a-z0-9_,
+//                          description 1-256 characters, BOT_COMMANDS_TOO_MUCH past 100,
+//                          invalid language code, no scope but chat in a private chat, ...);
+//                          getMyCommands returns exactly that scope's list, [] if none; an empty
+//                          list set is no list
 //   deleteMessage, answerCallbackQuery, deleteWebhook(drop_pending_updates) return true
 //   getWebhookInfo
-// Extra client endpoint: POST /_emulator/calls {"token": ...} -> every Bot API call the bot
-// made except getUpdates: [{method, params, time}].
+//
+// Client endpoints (POST JSON, answer {ok, result} or a 400 like the Bot API's):
+//   /_emulator/calls {token}    every Bot API call the bot made except getUpdates:
+//                               [{method, params, time}]
+//   /_emulator/commands {token} every command list set: [{scope, language_code, commands}]
+//   /_emulator/menu {token, chat_id, user_id?, chat_type?, language_code?, is_admin?}
+//                 the menu that user sees in that chat, by Telegram's documented order (private
+//                 chat: chat, all_private_chats, default; group: chat_member, chat_administrators
+//                 if is_admin, chat, all_chat_administrators if is_admin, all_group_chats,
+//                 default; each scope with the user's language_code first, then without):
+//                 {scope, language_code, commands}, scope null when no list applies
 'use strict';
 
 const busboy = require('busboy');
@@ -189,6 +205,178 @@ TelegramServer.formatUpdate = (update) => {
   return { update_id: update.updateId, message: { ...message, message_id: update.messageId } };
 };
 
+// ---------------------------------------------------------------- command menus
+// Telegram keeps one command list per bot, scope and language_code. The checks and their
+// descriptions follow the Bot API server (scope and commands parsing, chat lookup), TDLib
+// (scope allowed for the chat type, language code, command and description trimmed and
+// measured, a leading '/' dropped) and Telegram's own answers (BOT_COMMAND_INVALID,
+// BOT_COMMANDS_TOO_MUCH). An empty list is no list: like deleteMyCommands, it lets the next
+// scope of the resolution order show through.
+
+const menus = new Map(); // token -> Map(key -> {scope, language_code, commands})
+const CHATLESS_SCOPES = ['default', 'all_private_chats', 'all_group_chats', 'all_chat_administrators'];
+const CHAT_SCOPES = ['chat', 'chat_administrators', 'chat_member'];
+const MAX_COMMANDS = 100;
+
+class BadRequest extends Error {}
+
+const codePoints = (text) => [...text].length;
+
+// A JSON parameter as the Bot API server reads it, from the request as sent (req.raw): a
+// string is JSON text, anything else came decoded in a JSON body.
+function jsonParam(value) {
+  if (typeof value !== 'string') return { value };
+  try {
+    return { value: JSON.parse(value) };
+  } catch (_e) {
+    return { invalid: true };
+  }
+}
+
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function requiredString(object, name) {
+  const value = object[name];
+  if (value === undefined) throw new Error(`Can't find field "${name}"`);
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number') return String(value);
+  throw new Error(`Field "${name}" must be of type String`);
+}
+
+function requiredLong(object, name) {
+  const value = object[name];
+  if (value === undefined) throw new Error(`Can't find field "${name}"`);
+  if (typeof value !== 'number' && typeof value !== 'string') throw new Error(`Field "${name}" must be of type Number`);
+  if (!/^-?\d+$/.test(String(value).trim())) throw new Error(`Field "${name}" must be a valid Number`);
+  return Number(value);
+}
+
+// Numeric chat ids only: a @username names no chat here.
+function lookUpChat(chatId) {
+  const text = String(chatId).trim();
+  if (!/^-?\d+$/.test(text) || Number(text) === 0) throw new BadRequest('Bad Request: chat not found');
+  return chatFor(Number(text));
+}
+
+// -> {type} or {type, chat_id} or {type, chat_id, user_id}, ids as numbers.
+function readScope(raw) {
+  if (raw === undefined || raw === '') return { type: 'default' };
+  const parsed = jsonParam(raw);
+  if (parsed.invalid) throw new BadRequest("Bad Request: can't parse BotCommandScope JSON object");
+  let scope;
+  let chatId;
+  try {
+    const value = parsed.value;
+    if (!isObject(value)) throw new Error('BotCommandScope must be an Object');
+    const type = requiredString(value, 'type');
+    if (CHATLESS_SCOPES.includes(type)) return { type };
+    if (!CHAT_SCOPES.includes(type)) throw new Error('Unsupported type specified');
+    chatId = requiredString(value, 'chat_id');
+    if (chatId === '') throw new Error('Empty chat_id specified');
+    scope = { type };
+    if (type === 'chat_member') {
+      const userId = requiredLong(value, 'user_id');
+      if (userId <= 0) throw new Error('Invalid user_id specified');
+      scope.user_id = userId;
+    }
+  } catch (err) {
+    throw new BadRequest(`Bad Request: can't parse BotCommandScope: ${err.message}`);
+  }
+  const chat = lookUpChat(chatId);
+  if (chat.type === 'private' && scope.type !== 'chat') {
+    throw new BadRequest("Bad Request: can't use specified scope in private chats");
+  }
+  if (chat.type === 'channel') throw new BadRequest("Bad Request: can't change commands in channel chats");
+  return { type: scope.type, chat_id: chat.id, ...(scope.user_id ? { user_id: scope.user_id } : {}) };
+}
+
+function readLanguage(raw) {
+  const code = raw === undefined ? '' : String(raw);
+  if (code === '' || /^[a-z]{2}$/.test(code)) return code;
+  throw new BadRequest('Bad Request: invalid language code specified');
+}
+
+// The parsing half of setMyCommands (before the scope is read, as the Bot API server does).
+function parseCommands(raw) {
+  if (raw === undefined || raw === '') return [];
+  const parsed = jsonParam(raw);
+  if (parsed.invalid) throw new BadRequest("Bad Request: can't parse commands JSON object");
+  if (!Array.isArray(parsed.value)) throw new BadRequest('Bad Request: expected an Array of BotCommand');
+  return parsed.value.map((item) => {
+    try {
+      if (!isObject(item)) throw new Error('expected an Object');
+      return { command: requiredString(item, 'command'), description: requiredString(item, 'description') };
+    } catch (err) {
+      throw new BadRequest(`Bad Request: can't parse BotCommand: ${err.message}`);
+    }
+  });
+}
+
+// The checking half: TDLib's, then Telegram's.
+function checkCommands(commands) {
+  const checked = commands.map(({ command, description }) => {
+    let name = command.trim();
+    if (name.startsWith('/')) name = name.slice(1);
+    if (name === '') throw new BadRequest('Bad Request: command must be non-empty');
+    if (codePoints(name) > 32) throw new BadRequest('Bad Request: command length must not exceed 32');
+    const text = description.trim();
+    if (text === '') throw new BadRequest('Bad Request: command description must be non-empty');
+    if (codePoints(text) > 256) {
+      throw new BadRequest('Bad Request: command description length must not exceed 256');
+    }
+    return { command: name, description: text };
+  });
+  if (checked.length > MAX_COMMANDS) throw new BadRequest('Bad Request: BOT_COMMANDS_TOO_MUCH');
+  if (checked.some(({ command }) => !/^[a-z0-9_]{1,32}$/.test(command))) {
+    throw new BadRequest('Bad Request: BOT_COMMAND_INVALID');
+  }
+  return checked;
+}
+
+function scopeKey(scope) {
+  return [scope.type, scope.chat_id ?? '', scope.user_id ?? ''].join(':');
+}
+
+const menuKey = (scope, languageCode) => `${scopeKey(scope)}|${languageCode}`;
+
+function menusOf(token) {
+  if (!menus.has(token)) menus.set(token, new Map());
+  return menus.get(token);
+}
+
+// Which list a user sees in a chat: Telegram's documented order, each scope first with the
+// user's language_code, then without one; the first list that is set wins.
+function resolveMenu(token, { chat, userId, languageCode, isAdmin }) {
+  const candidates = [];
+  if (chat.type === 'private') {
+    candidates.push({ type: 'chat', chat_id: chat.id }, { type: 'all_private_chats' });
+  } else {
+    candidates.push({ type: 'chat_member', chat_id: chat.id, user_id: userId });
+    if (isAdmin) candidates.push({ type: 'chat_administrators', chat_id: chat.id });
+    candidates.push({ type: 'chat', chat_id: chat.id });
+    if (isAdmin) candidates.push({ type: 'all_chat_administrators' });
+    candidates.push({ type: 'all_group_chats' });
+  }
+  candidates.push({ type: 'default' });
+  const stored = menusOf(token);
+  for (const scope of candidates) {
+    for (const lang of languageCode ? [languageCode, ''] : ['']) {
+      const menu = stored.get(menuKey(scope, lang));
+      if (menu) return menu;
+    }
+  }
+  return { scope: null, language_code: '', commands: [] };
+}
+
+const badRequestOr = (handler) => (req, res) => {
+  try {
+    return handler(req, res);
+  } catch (err) {
+    if (err instanceof BadRequest) return tgError(res, 400, err.message);
+    throw err;
+  }
+};
+
 const app = express();
 app.use(express.json());
 app.use(express.urlencoded({ extended: true }));
@@ -196,9 +384,33 @@ app.use(multipart);
 
 app.post('/_emulator/calls', (req, res) => ok(res, calls.get(req.body.token) || []));
 
+// Every command list the bot set: [{scope, language_code, commands}], oldest first.
+app.post('/_emulator/commands', (req, res) => ok(res, [...menusOf(req.body.token).values()]));
+
+// The command menu a user sees in a chat: {scope, language_code, commands}, scope null when
+// no list applies. Body: token, chat_id, user_id (a private chat's own id by default),
+// chat_type (the known chat's type by default), language_code (the user's), is_admin.
+app.post('/_emulator/menu', badRequestOr((req, res) => {
+  const b = req.body || {};
+  if (!b.token) throw new BadRequest('Bad Request: token is required');
+  const known = lookUpChat(b.chat_id);
+  const chat = { ...known, type: b.chat_type ?? known.type };
+  if (!['private', 'group', 'supergroup'].includes(chat.type)) {
+    throw new BadRequest(`Bad Request: no command menu in a chat of type ${JSON.stringify(chat.type)}`);
+  }
+  const userId = b.user_id === undefined || b.user_id === null ? chat.id : Number(b.user_id);
+  if (!Number.isInteger(userId) || userId <= 0) throw new BadRequest('Bad Request: user_id must be a positive integer');
+  if (chat.type === 'private' && userId !== chat.id) {
+    throw new BadRequest('Bad Request: a private chat with the bot belongs to the user of the same id');
+  }
+  const languageCode = readLanguage(b.language_code ?? '');
+  return ok(res, resolveMenu(b.token, { chat, userId, languageCode, isAdmin: isTrue(b.is_admin) }));
+}));
+
 app.all('/bot:token/:method', (req, res, next) => {
   if (req.method !== 'GET' && req.method !== 'POST') return next();
-  req.tg = { ...parseParams({ ...req.query, ...req.body }), ...(req.files || {}) };
+  req.raw = { ...req.query, ...req.body }; // as sent: what parseParams decoded, undecoded
+  req.tg = { ...parseParams(req.raw), ...(req.files || {}) };
   const { token, method } = req.params;
   if (method !== 'getUpdates') {
     if (!calls.has(token)) calls.set(token, []);
@@ -256,6 +468,31 @@ Object.entries(MEDIA_METHODS).forEach(([method, kind]) => {
     return ok(res, storeBotMessage(req.params.token, rest, { [kind]: fileObject(kind, p, req.files || {}) }));
   });
 });
+
+bot.all('/setMyCommands', badRequestOr((req, res) => {
+  const p = req.tg;
+  const commands = parseCommands(req.raw.commands);
+  const scope = readScope(req.raw.scope);
+  const languageCode = readLanguage(p.language_code);
+  const checked = checkCommands(commands);
+  const stored = menusOf(req.params.token);
+  const key = menuKey(scope, languageCode);
+  stored.delete(key); // a new list goes last, as /_emulator/commands lists them
+  if (checked.length) stored.set(key, { scope, language_code: languageCode, commands: checked });
+  return ok(res, true);
+}));
+
+bot.all('/getMyCommands', badRequestOr((req, res) => {
+  const scope = readScope(req.raw.scope);
+  const menu = menusOf(req.params.token).get(menuKey(scope, readLanguage(req.tg.language_code)));
+  return ok(res, menu ? menu.commands : []);
+}));
+
+bot.all('/deleteMyCommands', badRequestOr((req, res) => {
+  const scope = readScope(req.raw.scope);
+  menusOf(req.params.token).delete(menuKey(scope, readLanguage(req.tg.language_code)));
+  return ok(res, true);
+}));
 
 function editHandler(apply) {
   return (req, res) => {
