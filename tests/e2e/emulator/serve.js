@@ -12,12 +12,18 @@
 //
 // Patched / added Bot API methods (everything else goes to the package unchanged, so a
 // method it does not know still gets its stock 500 answer):
-//   getMe                  adds is_bot (aiogram requires it); id = the token's number
+//   getMe                  adds is_bot (aiogram requires it); id = the token's number;
+//                          username troly_test_bot for every token
 //   getUpdates             honours offset (confirm semantics), limit and timeout (long poll)
 //   sendMessage, send<Media> return a real Message (date in seconds, from, chat); multipart
-//                          uploads (sendPhoto, sendDocument, ...) are parsed
+//                          uploads (sendPhoto, sendDocument, ...) are parsed; the chat is the
+//                          one users showed (a group's title); reply_to_message_id and
+//                          reply_parameters fill reply_to_message (400 "message to be replied
+//                          not found" unless allow_sending_without_reply); reply_markup is kept
+//                          only for an inline keyboard with a button
 //   editMessageText/ReplyMarkup/Caption  return the edited Message; 400 when not found or
-//                          not modified; omitting reply_markup removes the inline keyboard
+//                          not modified; omitting reply_markup (or an empty inline keyboard)
+//                          removes the inline keyboard
 //   setMyCommands, getMyCommands, deleteMyCommands  one list per bot token, scope (default,
 //                          all_private_chats, all_group_chats, all_chat_administrators, chat,
 //                          chat_administrators, chat_member) and language_code; Telegram's
@@ -28,8 +34,19 @@
 //                          list set is no list
 //   deleteMessage, answerCallbackQuery, deleteWebhook(drop_pending_updates) return true
 //   getWebhookInfo
+// Chats: the type follows the id (> 0 private, -100... supergroup, other < 0 group); a chat's
+// object is the one its users last sent (title of a group, name of a private chat).
 //
-// Client endpoints (POST JSON, answer {ok, result} or a 400 like the Bot API's):
+// Client endpoints (what users do; POST JSON, answer {ok, result} or a 400 like the Bot API's):
+//   /sendMessage  {botToken, from, chat, text, entities?, date?, reply_to_message_id?}
+//                 a user's message (replaces the package's route): a private chat's id must be
+//                 its user's; reply_to_message_id fills reply_to_message from that message's
+//                 current state (400 if gone); returns the Message the bot will get
+//   /sendCallback {botToken, from, message: {message_id, chat: {id}}, data, chat_instance?}
+//                 a button press (replaces the package's route) on the bot message in its
+//                 CURRENT state: 400 if the message is gone or has no button with that data;
+//                 returns the CallbackQuery the bot will get
+//   /getUpdatesHistory {token}  the package's: bot messages carry apiMessage (current state)
 //   /_emulator/calls {token}    every Bot API call the bot made except getUpdates:
 //                               [{method, params, time}]
 //   /_emulator/commands {token} every command list set: [{scope, language_code, commands}]
@@ -91,10 +108,26 @@ function botUser(token) {
   };
 }
 
+// Chats as users last showed them (their messages carry the Chat object): the bot's messages
+// to a chat carry the same object, so a group keeps one title and a private chat its user's
+// name. A chat nobody wrote in yet gets a made-up one; its type follows from the id's sign.
+const chats = new Map(); // chat id -> Chat
+
+const chatTypeOf = (chatId) => {
+  if (chatId > 0) return 'private';
+  return String(chatId).startsWith('-100') ? 'supergroup' : 'group';
+};
+
 function chatFor(chatId) {
-  if (chatId > 0) return { id: chatId, type: 'private', first_name: 'Test User' };
-  const type = String(chatId).startsWith('-100') ? 'supergroup' : 'group';
-  return { id: chatId, type, title: `Test ${type} ${chatId}` };
+  const id = Number(chatId);
+  if (chats.has(id)) return chats.get(id);
+  const type = chatTypeOf(id);
+  if (type === 'private') return { id, type, first_name: 'Test User' };
+  return { id, type, title: `Test ${type} ${id}` };
+}
+
+function rememberChat(chat) {
+  if (chat && Number.isInteger(Number(chat.id))) chats.set(Number(chat.id), { ...chat, id: Number(chat.id) });
 }
 
 // Numeric chat ids only (no @channel usernames).
@@ -164,19 +197,52 @@ function storeBotMessage(token, params, extra) {
   server.addBotMessage({ ...params }, token);
   const entry = server.storage.botMessages[server.storage.botMessages.length - 1];
   const chatId = Number(params.chat_id);
-  const msg = { message_id: entry.messageId, from: botUser(token), chat: chatFor(chatId), date: nowSec() };
+  const { id, is_bot: isBot, first_name: firstName, username } = botUser(token); // no getMe-only fields
+  const from = { id, is_bot: isBot, first_name: firstName, username };
+  const msg = { message_id: entry.messageId, from, chat: chatFor(chatId), date: nowSec() };
   for (const key of ['text', 'entities', 'caption', 'caption_entities', 'parse_mode']) {
     if (params[key] !== undefined) msg[key] = params[key];
   }
-  if (params.reply_markup && params.reply_markup.inline_keyboard) msg.reply_markup = params.reply_markup;
+  if (hasInlineKeyboard(params.reply_markup)) msg.reply_markup = params.reply_markup;
   Object.assign(msg, extra);
   entry.apiMessage = msg;
   return msg;
 }
 
+// Telegram shows only an inline keyboard in Message.reply_markup, and none when it has no button.
+const hasInlineKeyboard = (markup) => Boolean(markup && Array.isArray(markup.inline_keyboard)
+  && markup.inline_keyboard.some((row) => Array.isArray(row) && row.length > 0));
+
 function findBotEntry(token, chatId, messageId) {
   return server.storage.botMessages.find((e) => e.botToken === token && e.apiMessage
     && e.apiMessage.chat.id === Number(chatId) && e.messageId === Number(messageId));
+}
+
+// Any message of the chat that still exists (the bot's or a user's), in its current state.
+function findMessage(token, chatId, messageId) {
+  const own = findBotEntry(token, chatId, messageId);
+  if (own) return own.apiMessage;
+  const user = server.storage.userMessages.find((u) => u.botToken === token && u.message
+    && u.message.chat && Number(u.message.chat.id) === Number(chatId) && u.messageId === Number(messageId));
+  return user ? TelegramServer.formatUpdate(user).message : undefined;
+}
+
+// A replied-to message as Telegram nests it: without its own reply_to_message.
+function asRepliedTo(message) {
+  const { reply_to_message: _nested, ...rest } = message;
+  return rest;
+}
+
+// The message a bot send replies to (reply_to_message_id or reply_parameters), or an error
+// text when it does not exist and the bot did not allow sending without the reply.
+function replyTarget(token, p) {
+  const rp = p.reply_parameters && typeof p.reply_parameters === 'object' ? p.reply_parameters : {};
+  const messageId = rp.message_id ?? p.reply_to_message_id;
+  if (messageId === undefined || messageId === '') return {};
+  const found = findMessage(token, rp.chat_id ?? p.chat_id, messageId);
+  if (found) return { extra: { reply_to_message: asRepliedTo(found) } };
+  if (isTrue(rp.allow_sending_without_reply ?? p.allow_sending_without_reply)) return {};
+  return { error: 'Bad Request: message to be replied not found' };
 }
 
 function takeUpdates(token, offset, limit) {
@@ -407,6 +473,86 @@ app.post('/_emulator/menu', badRequestOr((req, res) => {
   return ok(res, resolveMenu(b.token, { chat, userId, languageCode, isAdmin: isTrue(b.is_admin) }));
 }));
 
+// Client API (what users do), replacing the package's routes of the same names.
+
+const hasButton = (message, data) => Boolean(message && hasInlineKeyboard(message.reply_markup)
+  && message.reply_markup.inline_keyboard.some((row) => row.some((b) => b.callback_data === data)));
+
+function clientError(res, err) {
+  if (err instanceof BadRequest) return tgError(res, 400, err.message);
+  return tgError(res, 500, `Internal Server Error: ${err.message}`);
+}
+
+// A user's message. Body: botToken, from (a User), chat (a Chat: a private chat's id is its
+// user's, a group's is negative), text, entities, ..., date (default now) and optionally
+// reply_to_message_id (a message of that chat: reply_to_message is filled in from its current
+// state). Returns the Message as getUpdates will give it to the bot.
+app.post('/sendMessage', async (req, res) => {
+  try {
+    const { reply_to_message_id: replyTo, ...body } = req.body || {};
+    const token = body.botToken;
+    if (!token) throw new BadRequest('Bad Request: botToken is required');
+    if (!isObject(body.from) || !Number.isInteger(Number(body.from.id)) || Number(body.from.id) <= 0) {
+      throw new BadRequest('Bad Request: from must be a User with a positive id');
+    }
+    if (!isObject(body.chat) || !Number.isInteger(Number(body.chat.id)) || Number(body.chat.id) === 0) {
+      throw new BadRequest('Bad Request: chat must be a Chat with a non-zero id');
+    }
+    const chatId = Number(body.chat.id);
+    if (chatId > 0 && chatId !== Number(body.from.id)) {
+      throw new BadRequest("Bad Request: a private chat's id is its user's id");
+    }
+    const message = { ...body, chat: { ...body.chat, id: chatId }, date: body.date ?? nowSec() };
+    if (replyTo !== undefined && replyTo !== null) {
+      const target = findMessage(token, chatId, replyTo);
+      if (!target) throw new BadRequest('Bad Request: message to be replied not found');
+      message.reply_to_message = asRepliedTo(target);
+    }
+    rememberChat(message.chat);
+    const messageId = server.messageId; // addUserMessage takes it before its first await
+    await server.addUserMessage(message);
+    const { botToken: _token, ...visible } = message;
+    return ok(res, { message_id: messageId, ...visible });
+  } catch (err) {
+    return clientError(res, err);
+  }
+});
+
+// A user pressing an inline button. Body: botToken, from, message (at least message_id and
+// chat.id of a bot message), data, chat_instance. The message is taken in its current state:
+// refused (400) when it no longer exists or no longer has a button with that callback_data.
+// Returns the CallbackQuery as getUpdates will give it to the bot.
+app.post('/sendCallback', async (req, res) => {
+  try {
+    const body = req.body || {};
+    const token = body.botToken;
+    if (!token) throw new BadRequest('Bad Request: botToken is required');
+    if (!isObject(body.from) || !Number.isInteger(Number(body.from.id))) {
+      throw new BadRequest('Bad Request: from must be a User');
+    }
+    const ref = isObject(body.message) ? body.message : {};
+    const chatId = ref.chat ? ref.chat.id : body.chat_id;
+    const entry = findBotEntry(token, chatId, ref.message_id ?? body.message_id);
+    if (!entry) throw new BadRequest('Bad Request: message not found');
+    if (!hasButton(entry.apiMessage, body.data)) {
+      throw new BadRequest('Bad Request: the message has no inline button with this callback_data');
+    }
+    const callback = {
+      botToken: token,
+      from: body.from,
+      message: entry.apiMessage,
+      data: body.data,
+      chat_instance: body.chat_instance || String(entry.apiMessage.chat.id),
+    };
+    const id = server.callbackId;
+    await server.addUserCallback(callback);
+    const { botToken: _token, ...visible } = callback;
+    return ok(res, { id: String(id), ...visible });
+  } catch (err) {
+    return clientError(res, err);
+  }
+});
+
 app.all('/bot:token/:method', (req, res, next) => {
   if (req.method !== 'GET' && req.method !== 'POST') return next();
   req.raw = { ...req.query, ...req.body }; // as sent: what parseParams decoded, undecoded
@@ -456,7 +602,9 @@ bot.all('/sendMessage', (req, res) => {
   const p = req.tg;
   if (badChatId(p)) return tgError(res, 400, 'Bad Request: chat not found');
   if (!p.text) return tgError(res, 400, 'Bad Request: message text is empty');
-  return ok(res, storeBotMessage(req.params.token, p, {}));
+  const reply = replyTarget(req.params.token, p);
+  if (reply.error) return tgError(res, 400, reply.error);
+  return ok(res, storeBotMessage(req.params.token, p, { ...reply.extra }));
 });
 
 Object.entries(MEDIA_METHODS).forEach(([method, kind]) => {
@@ -464,8 +612,11 @@ Object.entries(MEDIA_METHODS).forEach(([method, kind]) => {
     const p = req.tg;
     if (badChatId(p)) return tgError(res, 400, 'Bad Request: chat not found');
     if (!p[kind]) return tgError(res, 400, `Bad Request: there is no ${kind} in the request`);
+    const reply = replyTarget(req.params.token, p);
+    if (reply.error) return tgError(res, 400, reply.error);
     const { [kind]: _file, ...rest } = p;
-    return ok(res, storeBotMessage(req.params.token, rest, { [kind]: fileObject(kind, p, req.files || {}) }));
+    const extra = { ...reply.extra, [kind]: fileObject(kind, p, req.files || {}) };
+    return ok(res, storeBotMessage(req.params.token, rest, extra));
   });
 });
 
@@ -503,7 +654,7 @@ function editHandler(apply) {
     const before = JSON.stringify(entry.apiMessage);
     const msg = { ...entry.apiMessage };
     apply(msg, p);
-    if (p.reply_markup && p.reply_markup.inline_keyboard) msg.reply_markup = p.reply_markup;
+    if (hasInlineKeyboard(p.reply_markup)) msg.reply_markup = p.reply_markup;
     else delete msg.reply_markup;
     if (JSON.stringify(msg) === before) {
       return tgError(res, 400, 'Bad Request: message is not modified: specified new message content'
