@@ -1,20 +1,26 @@
 """Managing accounts (handlers.accounts): the invitation text, unit codes in any case,
-listing and revoking invitations, listing, deactivating, reactivating and moving people."""
+listing and revoking invitations, listing, deactivating, reactivating and moving people; and
+the admin commands built on them, on a real migrated database."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from typer.testing import CliRunner
 
 from bot.app import App
+from bot.cli import app as cli
 from bot.core import UserRef, utcnow
-from bot.storage.db import make_session_factory
+from bot.storage.db import create_engine, make_session_factory
 from bot.storage.models import Broadcast, Invite, OutboxMessage, Person, PersonChannel
 from handlers.accounts import (
     activate_person,
@@ -33,8 +39,9 @@ from handlers.context import UserError
 from handlers.people import INVALID_CODE, identify
 from handlers.progress import NOT_ENROLLED
 from handlers.units import UnitRow, apply_rows, unit_by_code
-from tests.conftest import Chat, Clock
-from tests.progress.conftest import Enrol, invite_code
+from knowledge import Knowledge
+from tests.conftest import Chat, Clock, make_app
+from tests.progress.conftest import Enrol, build_tree, invite_code
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 EXPIRES = datetime(2025, 9, 3, 10, 0, tzinfo=ZONE)
@@ -330,3 +337,99 @@ async def test_moving_a_person(tree: AsyncEngine, enrol: Enrol) -> None:
         assert not same.changed and same.person.role == "unit_admin"  # the role is kept
     text = await official.say("/toi")
     assert "Đảng ủy xã Sóc Sơn" in text and "quản trị đơn vị" in text
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def cli_db(
+    sqlite_url: str, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> str:
+    """The hierarchy, three invitations (two used) and two people, on a migrated database."""
+
+    async def prepare() -> None:
+        engine = create_engine(sqlite_url)
+        await build_tree(engine, knowledge)
+        app = make_app(knowledge, engine)
+        await Chat(app, channel="zalo", user_id="lan").say(
+            await invite_code(engine, "HN.BD", "official")
+        )
+        await Chat(app, channel="telegram", user_id="binh").say(
+            await invite_code(engine, "HP.CH", "unit_admin")
+        )
+        await invite_code(engine, "HN.SS", "official", uses=3)
+        async with make_session_factory(engine)() as session:
+            await session.exec(update(Person).where(col(Person.id) == 1).values(name="[b]Lan[/b]"))
+            await session.exec(update(Person).where(col(Person.id) == 2).values(name="Bình"))
+            await session.commit()
+        await engine.dispose()
+
+    asyncio.run(prepare())
+    for name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_USERNAME", "ZALO_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.chdir(tmp_path)
+    return sqlite_url
+
+
+def test_cli_invite_create_when_telegram_is_unreachable(
+    cli_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:ABCdefGHIjklMNOpqrSTUvwxYZ0123456789")
+    monkeypatch.setenv("TELEGRAM_API_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["invite", "create", "--unit", "HN.BD", "--role", "official"])
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    code = result.stdout.split("Mã mời: ")[1].split()[0]
+    assert code.startswith("TL-")
+    assert "Không kết nối được Telegram Bot API nên chưa tạo được liên kết Telegram" in (
+        result.output
+    )
+    assert "TELEGRAM_BOT_USERNAME" in result.output
+    assert "t.me/" not in result.output
+    assert f"nhắn mã {code} cho trợ lý trên Telegram" in result.stdout
+    assert "ABCdefGHI" not in result.output  # the token is never shown
+    assert elapsed < 6, elapsed
+
+
+def test_cli_invite_create_with_only_zalo(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZALO_BOT_TOKEN", "zalo-token")
+    result = CliRunner().invoke(cli, ["invite", "create", "--unit", "HN.BD", "--role", "official"])
+    assert result.exit_code == 0, result.output
+    code = result.stdout.split("Mã mời: ")[1].split()[0]
+    assert "Telegram" not in result.output
+    assert f"• Zalo: nhắn mã {code} cho trợ lý trên Zalo." in result.stdout
+
+
+def test_cli_broadcast_status_names_the_sender(
+    cli_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broadcast() -> None:
+        engine = create_engine(cli_db)
+        async with make_session_factory(engine)() as session:
+            targets, _ = await recipients(
+                session, parse_audience("all"), scope=None, today=datetime.now(UTC)
+            )
+            await create_broadcast(
+                session,
+                text="Họp trực tuyến lúc 8 giờ.",
+                audience=parse_audience("all"),
+                targets=targets,
+                created_by="person:2",
+                now=utcnow(),
+            )
+            await session.commit()
+        await engine.dispose()
+
+    asyncio.run(broadcast())
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["broadcast", "status"], env={"COLUMNS": "160"})
+    assert listing.exit_code == 0, listing.output
+    assert "Bình (Đảng ủy phường Cát Hải)" in listing.stdout and "person:" not in listing.stdout
+    assert "đang gửi" in listing.stdout
+    one = runner.invoke(cli, ["broadcast", "status", "1"])
+    assert "người gửi: Bình (Đảng ủy phường Cát Hải)" in one.stdout
+    missing = runner.invoke(cli, ["broadcast", "status", "9"])
+    assert missing.exit_code == 1 and "Không có thông báo số 9" in missing.output
