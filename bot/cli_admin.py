@@ -1,4 +1,4 @@
-"""Administrator commands: units, invitations, tasks, progress reports, broadcasts.
+"""Administrator commands: units, invitations, people, tasks, progress reports, broadcasts.
 
 Everything printed for the administrator is Vietnamese; the ``--help`` texts are bilingual.
 Domain work lives in ``handlers`` (``handlers.accounts`` for invitations and people); a
@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 units_app = typer.Typer(help="Đơn vị — the party hierarchy.", no_args_is_help=True)
 invite_app = typer.Typer(help="Mã mời — invitation codes.", no_args_is_help=True)
+people_app = typer.Typer(help="Người dùng — enrolled officials.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Nhiệm vụ — tasks with deadlines.", no_args_is_help=True)
 broadcast_app = typer.Typer(help="Thông báo — announcements to officials.", no_args_is_help=True)
 
@@ -49,6 +50,7 @@ BROADCAST_STATES = {"sending": "đang gửi", "done": "đã gửi xong", "cancel
 def register(app: typer.Typer) -> None:
     app.add_typer(units_app, name="units")
     app.add_typer(invite_app, name="invite")
+    app.add_typer(people_app, name="people")
     app.add_typer(tasks_app, name="tasks")
     app.add_typer(broadcast_app, name="broadcast")
     app.command("report")(report)
@@ -330,6 +332,248 @@ async def _telegram_username(settings: Settings) -> tuple[str | None, str | None
         "Không kết nối được Telegram Bot API nên chưa tạo được liên kết Telegram "
         f"(mã mời vẫn dùng được: nhắn mã cho trợ lý trên Telegram). {hint}"
     )
+
+
+@invite_app.command("list")
+def invite_list(
+    unit: Annotated[
+        str | None,
+        typer.Option("--unit", help="Đơn vị và cấp dưới / this unit and the units below it."),
+    ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Cả mã hết hạn, đã dùng hết, đã thu hồi / also expired, used-up, revoked.",
+        ),
+    ] = False,
+) -> None:
+    """Các mã mời còn hiệu lực (--all: tất cả). Bản thân mã không được lưu (chỉ lưu bản băm)
+    nên không xem lại được; mã bị mất thì thu hồi và tạo mã mới.
+
+    Invitations (usable ones unless --all). Codes themselves are never stored (only a
+    SHA-256 hash), so they cannot be shown: revoke a lost code and create a new one.
+    """
+    from handlers.accounts import InviteInfo, get_unit, list_invites
+
+    settings = get_settings()
+    now = utcnow()
+
+    async def fetch(session: AsyncSession) -> list[InviteInfo]:
+        within = await get_unit(session, unit) if unit is not None else None
+        return await list_invites(session, scope=None, unit=within, everything=everything, now=now)
+
+    invites = in_session(settings, fetch)
+    if not invites:
+        say(
+            "Không có mã mời nào."
+            if everything
+            else "Không có mã mời nào còn hiệu lực. Xem cả mã đã hết hạn, đã dùng hết, "
+            "đã thu hồi: troly invite list --all"
+        )
+        return
+    table = Table(title="Mã mời" if everything else "Mã mời còn hiệu lực")
+    table.add_column("Số", justify="right", no_wrap=True)
+    for title in ("Đơn vị", "Vai trò", "Đã dùng"):
+        table.add_column(title)
+    table.add_column("Tạo lúc", no_wrap=True)
+    table.add_column("Hết hạn", no_wrap=True)
+    table.add_column("Người tạo")
+    if everything:
+        table.add_column("Tình trạng")
+    for item in invites:
+        row = [
+            cell(item.id),
+            cell(f"{item.unit_name} ({item.unit_code})"),
+            cell(item.role_name),
+            cell(f"{item.uses}/{item.max_uses}"),
+            cell(local(item.created_at, settings, lines=True)),
+            cell(local(item.expires_at, settings, lines=True)),
+            cell(item.created_by),
+        ]
+        if everything:
+            row.append(cell(item.state))
+        table.add_row(*row)
+    out.print(table)
+    say(
+        f"{_number(len(invites))} mã mời. Mã chỉ được lưu dưới dạng băm nên không xem lại được; "
+        "thu hồi: troly invite revoke SỐ"
+    )
+
+
+@invite_app.command("revoke")
+def invite_revoke(
+    invite_id: Annotated[
+        int, typer.Argument(metavar="SỐ", help="Số của mã mời (troly invite list).")
+    ],
+) -> None:
+    """Thu hồi một mã mời: ai nhập mã đó sẽ được báo mã không hợp lệ.
+
+    Revoke an invitation: its code is then refused like a wrong one.
+    """
+    from handlers.accounts import InviteInfo, revoke_invite
+
+    settings = get_settings()
+
+    async def revoke(session: AsyncSession) -> tuple[InviteInfo, bool]:
+        return await revoke_invite(session, invite_id=invite_id, scope=None, now=utcnow())
+
+    info, was_usable = in_session(settings, revoke, commit=True)
+    what = f"mã mời số {info.id} ({info.unit_name}, {info.role_name})"
+    if was_usable:
+        say(f"Đã thu hồi {what}. Ai nhập mã này sẽ được báo mã không hợp lệ.")
+    else:
+        say(f"Đã thu hồi {what}; mã này vốn không còn dùng được.")
+
+
+# --------------------------------------------------------------------------- people
+
+
+@people_app.command("list")
+def people_list(
+    unit: Annotated[
+        str | None,
+        typer.Option("--unit", help="Đơn vị và cấp dưới / this unit and the units below it."),
+    ] = None,
+    inactive: Annotated[
+        bool,
+        typer.Option("--inactive", help="Cả người đã ngừng hoạt động / also deactivated people."),
+    ] = False,
+) -> None:
+    """Người dùng: đơn vị, vai trò, kênh, lần nhắn cuối. List enrolled people."""
+    from handlers.accounts import PersonInfo, get_unit, list_people
+
+    settings = get_settings()
+
+    async def fetch(session: AsyncSession) -> list[PersonInfo]:
+        within = await get_unit(session, unit) if unit is not None else None
+        return await list_people(session, scope=None, unit=within, inactive=inactive)
+
+    people = in_session(settings, fetch)
+    if not people:
+        where = "" if unit is None else " ở đơn vị này và các đơn vị trực thuộc"
+        if inactive:
+            say(f"Không có người dùng nào{where}.")
+        else:
+            say(
+                f"Không có người dùng nào đang hoạt động{where}. "
+                "Xem cả người đã ngừng hoạt động: --inactive"
+            )
+        return
+    table = Table(title="Người dùng")
+    table.add_column("Số", justify="right", no_wrap=True)
+    for title in ("Họ tên", "Đơn vị", "Vai trò", "Kênh", "Nhắn lần cuối"):
+        table.add_column(title)
+    if inactive:
+        table.add_column("Tình trạng")
+    for person in people:
+        channels = ", ".join(c.label for c in person.channels) or "—"
+        last = local(person.last_message_at, settings) if person.last_message_at else "chưa nhắn"
+        row = [
+            cell(person.id),
+            cell(person.name),
+            cell(f"{person.unit_name} ({person.unit_code})"),
+            cell(person.role_name),
+            cell(channels),
+            cell(last),
+        ]
+        if inactive:
+            row.append(cell("đang hoạt động" if person.active else "đã ngừng hoạt động"))
+        table.add_row(*row)
+    out.print(table)
+    blocked = sum(1 for p in people if p.blocked and p.active)
+    summary = f"{_number(len(people))} người"
+    stopped = sum(1 for p in people if not p.active)
+    if stopped:
+        summary += f", trong đó {_number(stopped)} người đã ngừng hoạt động"
+    if blocked:
+        summary += f"; {_number(blocked)} người đã chặn trợ lý (không nhận được tin)"
+    say(summary + ".")
+
+
+PersonId = Annotated[int, typer.Argument(metavar="SỐ", help="Số người dùng (troly people list).")]
+
+
+@people_app.command("deactivate")
+def people_deactivate(person_id: PersonId) -> None:
+    """Ngừng hoạt động: không còn được nhận diện, không nhận nhắc việc, thông báo.
+
+    Deactivate: no longer recognised, receives no pushes (history stays).
+    """
+    from handlers.accounts import PersonChange, deactivate_person
+
+    settings = get_settings()
+
+    async def deactivate(session: AsyncSession) -> PersonChange:
+        return await deactivate_person(session, person_id=person_id, scope=None, now=utcnow())
+
+    change = in_session(settings, deactivate, commit=True)
+    who = f"{change.person.name} ({change.unit.name})"
+    if not change.changed:
+        say(f"Tài khoản của {who} đã ngừng hoạt động từ trước.")
+        return
+    message = (
+        f"Đã ngừng hoạt động tài khoản của {who}: trợ lý không còn nhận diện người này, "
+        "không gửi nhắc việc, thông báo nữa."
+    )
+    if change.cancelled_pushes:
+        message += f" Đã hủy {_number(change.cancelled_pushes)} tin đang chờ gửi cho người này."
+    say(message)
+    say(f"Mở lại khi cần: troly people activate {person_id}")
+
+
+@people_app.command("activate")
+def people_activate(person_id: PersonId) -> None:
+    """Mở lại tài khoản đã ngừng hoạt động. Reactivate a person."""
+    from handlers.accounts import PersonChange, activate_person
+
+    settings = get_settings()
+
+    async def activate(session: AsyncSession) -> PersonChange:
+        return await activate_person(session, person_id=person_id, scope=None)
+
+    change = in_session(settings, activate, commit=True)
+    who = f"{change.person.name} ({change.unit.name})"
+    if change.changed:
+        say(f"Đã mở lại tài khoản của {who}.")
+    else:
+        say(f"Tài khoản của {who} vẫn đang hoạt động, không có gì thay đổi.")
+
+
+@people_app.command("move")
+def people_move(
+    person_id: PersonId,
+    unit: Annotated[str, typer.Option("--unit", help="Mã đơn vị mới / the new unit's code.")],
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help="official, unit_admin hoặc/or admin (mặc định giữ nguyên / default: same).",
+        ),
+    ] = None,
+) -> None:
+    """Chuyển người dùng sang đơn vị khác (và đổi vai trò nếu cần).
+
+    Move a person to another unit, optionally with another role.
+    """
+    from handlers.accounts import PersonChange, get_unit, move_person
+    from handlers.people import ROLE_NAMES
+
+    settings = get_settings()
+
+    async def move(session: AsyncSession) -> PersonChange:
+        target = await get_unit(session, unit)
+        return await move_person(session, person_id=person_id, unit=target, role=role, scope=None)
+
+    change = in_session(settings, move, commit=True)
+    person, target = change.person, change.unit
+    role_name = ROLE_NAMES.get(person.role, person.role)
+    if not change.changed:
+        say(f"{person.name} đã là {role_name} của {target.name} ({target.code}), không đổi gì.")
+        return
+    say(f"Đã chuyển {person.name} sang {target.name} ({target.code}), vai trò: {role_name}.")
+    if not person.active:
+        say(f"Tài khoản này đang ngừng hoạt động; mở lại: troly people activate {person_id}")
 
 
 # --------------------------------------------------------------------------- tasks

@@ -21,7 +21,7 @@ from bot.app import App
 from bot.cli import app as cli
 from bot.core import UserRef, utcnow
 from bot.storage.db import create_engine, make_session_factory
-from bot.storage.models import Broadcast, Invite, OutboxMessage, Person, PersonChannel
+from bot.storage.models import Broadcast, Invite, OutboxMessage, Person, PersonChannel, Unit
 from handlers.accounts import (
     activate_person,
     creator_names,
@@ -371,6 +371,89 @@ def cli_db(
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.chdir(tmp_path)
     return sqlite_url
+
+
+async def _people(url: str) -> dict[int, tuple[str, str, bool]]:
+    engine = create_engine(url)
+    try:
+        async with make_session_factory(engine)() as session:
+            rows = await session.exec(
+                select(Person, Unit).where(col(Unit.id) == col(Person.unit_id))
+            )
+            return {p.id or 0: (u.code, p.role, p.active) for p, u in rows.all()}
+    finally:
+        await engine.dispose()
+
+
+def test_cli_invite_list_and_revoke(cli_db: str) -> None:
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["invite", "list"], env={"COLUMNS": "120"})
+    assert listed.exit_code == 0, listed.output
+    assert "Đảng ủy xã Sóc Sơn (HN.SS)" in listed.stdout and "0/3" in listed.stdout
+    assert "Cát Hải" not in listed.stdout  # used up: only with --all
+    assert "1 mã mời." in listed.stdout
+    every = runner.invoke(cli, ["invite", "list", "--all"], env={"COLUMNS": "160"})
+    assert "đã dùng hết" in every.stdout and "còn hiệu lực" in every.stdout
+    assert "3 mã mời." in every.stdout
+    only = runner.invoke(cli, ["invite", "list", "--all", "--unit", "hp"], env={"COLUMNS": "160"})
+    assert "Cát Hải" in only.stdout and "Sóc Sơn" not in only.stdout
+    assert "không xem lại được" in runner.invoke(cli, ["invite", "list", "--help"]).stdout
+
+    revoked = runner.invoke(cli, ["invite", "revoke", "3"])
+    assert revoked.exit_code == 0, revoked.output
+    assert "Đã thu hồi mã mời số 3 (Đảng ủy xã Sóc Sơn, cán bộ báo cáo)" in revoked.stdout
+    nothing = runner.invoke(cli, ["invite", "list"])
+    assert "Không có mã mời nào còn hiệu lực" in nothing.stdout
+    unknown = runner.invoke(cli, ["invite", "revoke", "42"])
+    assert unknown.exit_code == 1 and "Không có mã mời số 42." in unknown.output
+    bad_unit = runner.invoke(cli, ["invite", "list", "--unit", "XX"])
+    assert bad_unit.exit_code == 1 and "Không tìm thấy đơn vị có mã XX." in bad_unit.output
+
+
+def test_cli_people(cli_db: str) -> None:
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["people", "list"], env={"COLUMNS": "160"})
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    lan = next(line for line in lines if "[b]Lan[/b]" in line)  # a name is never markup
+    assert "Đảng ủy phường Ba Đình (HN.BD)" in lan and "cán bộ báo cáo" in lan and "Zalo" in lan
+    assert "20/08/2025" not in lan and f"{utcnow().astimezone(ZONE):%d/%m/%Y}" in lan
+    binh = next(line for line in lines if "Bình" in line)
+    assert "quản trị đơn vị" in binh and "Telegram" in binh
+    assert "2 người." in listed.stdout
+
+    off = runner.invoke(cli, ["people", "deactivate", "1"])
+    assert off.exit_code == 0, off.output
+    assert "Đã ngừng hoạt động tài khoản của [b]Lan[/b] (Đảng ủy phường Ba Đình)" in off.stdout
+    assert asyncio.run(_people(cli_db))[1] == ("HN.BD", "official", False)
+    active = runner.invoke(cli, ["people", "list"], env={"COLUMNS": "160"})
+    assert "Lan" not in active.stdout and "1 người." in active.stdout
+    every = runner.invoke(cli, ["people", "list", "--inactive"], env={"COLUMNS": "160"})
+    assert "đã ngừng hoạt động" in every.stdout
+    assert "2 người, trong đó 1 người đã ngừng hoạt động." in every.stdout
+    on = runner.invoke(cli, ["people", "activate", "1"])
+    assert "Đã mở lại tài khoản của [b]Lan[/b]" in on.stdout
+    assert asyncio.run(_people(cli_db))[1] == ("HN.BD", "official", True)
+
+    moved = runner.invoke(cli, ["people", "move", "1", "--unit", "hn.ss", "--role", "unit_admin"])
+    assert moved.exit_code == 0, moved.output
+    assert "Đã chuyển [b]Lan[/b] sang Đảng ủy xã Sóc Sơn (HN.SS), vai trò: quản trị đơn vị." in (
+        moved.stdout
+    )
+    assert asyncio.run(_people(cli_db))[1] == ("HN.SS", "unit_admin", True)
+    in_unit = runner.invoke(cli, ["people", "list", "--unit", "HN.SS"], env={"COLUMNS": "160"})
+    assert "Lan" in in_unit.stdout and "Bình" not in in_unit.stdout
+
+    for args, message in [
+        (["people", "deactivate", "7"], "Không có người dùng số 7."),
+        (["people", "activate", "7"], "Không có người dùng số 7."),
+        (["people", "move", "1", "--unit", "XX"], "Không tìm thấy đơn vị có mã XX."),
+        (["people", "move", "1", "--unit", "HN", "--role", "boss"], "Vai trò không hợp lệ: boss"),
+        (["people", "list", "--unit", "XX"], "Không tìm thấy đơn vị có mã XX."),
+    ]:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+    assert asyncio.run(_people(cli_db))[1] == ("HN.SS", "unit_admin", True)  # unchanged
 
 
 def test_cli_invite_create_when_telegram_is_unreachable(
