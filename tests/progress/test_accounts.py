@@ -339,6 +339,46 @@ async def test_moving_a_person(tree: AsyncEngine, enrol: Enrol) -> None:
     assert "Đảng ủy xã Sóc Sơn" in text and "quản trị đơn vị" in text
 
 
+async def test_accounts_on_both_databases(db_url: str, knowledge: Knowledge) -> None:
+    """The queries that differ between SQLite and PostgreSQL: lower(), the grouped last
+    message, UPDATE … RETURNING."""
+    engine = create_engine(db_url)
+    try:
+        await build_tree(engine, knowledge)
+        app = make_app(knowledge, engine)
+        await Chat(app, channel="zalo", user_id="z1").say(
+            await invite_code(engine, "HN.BD", "official")
+        )
+        await Chat(app, channel="telegram", user_id="t1").say("xin chào")  # not enrolled
+        now = utcnow()
+        async with make_session_factory(engine)() as session:
+            unit = await get_unit(session, "hn.bd")
+            targets, _ = await recipients(
+                session, parse_audience("all"), scope=None, today=now.astimezone(ZONE)
+            )
+            await create_broadcast(
+                session,
+                text="Thông báo",
+                audience=parse_audience("all"),
+                targets=targets,
+                created_by="cli",
+                now=now,
+            )
+            [person] = await list_people(session, scope=unit)
+            assert [c.label for c in person.channels] == ["Zalo"]
+            assert person.last_message_at is not None and person.last_message_at <= utcnow()
+            info, _ = await revoke_invite(session, invite_id=1, scope=unit, now=now)
+            assert info.state == "đã thu hồi"
+            change = await deactivate_person(session, person_id=person.id, scope=unit, now=now)
+            assert change.cancelled_pushes == 1
+            await session.commit()
+            [broadcast] = (await session.exec(select(Broadcast))).all()
+            assert broadcast.status == "done"
+            assert await list_people(session, scope=None) == []
+    finally:
+        await engine.dispose()
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
