@@ -91,43 +91,40 @@ class _Sheet:
     """
 
     def __init__(self, sheet: Any, widths: Sequence[float], header_row: int) -> None:
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
         from openpyxl.utils import get_column_letter
 
         self.sheet = sheet
+        self._cell, self._errors, self._illegal = WriteOnlyCell, ERROR_CODES, ILLEGAL_CHARACTERS_RE
         for index, width in enumerate(widths, start=1):
             sheet.column_dimensions[get_column_letter(index)].width = width
         sheet.freeze_panes = f"A{header_row + 1}"  # the titles and the header stay in view
 
     def text(self, value: str | None) -> Any:
-        from openpyxl.cell import WriteOnlyCell
-        from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
-
         if not value:
             return None
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        if not value.startswith("=") and value not in ERROR_CODES:
+        value = self._illegal.sub("", value)  # control characters openpyxl refuses
+        if not value.startswith("=") and value not in self._errors:
             return value
-        cell = WriteOnlyCell(self.sheet, value)
+        cell = self._cell(self.sheet, value)
         cell.data_type = "s"
         return cell
 
     def formatted(self, value: object, number_format: str) -> Any:
-        from openpyxl.cell import WriteOnlyCell
-
         if value is None:
             return None
-        cell = WriteOnlyCell(self.sheet, value)
+        cell = self._cell(self.sheet, value)
         cell.number_format = number_format
         return cell
 
     def header(self, titles: Sequence[str]) -> None:
-        from openpyxl.cell import WriteOnlyCell
         from openpyxl.styles import Font
 
         bold = Font(bold=True)
         cells = []
         for title in titles:
-            cell = WriteOnlyCell(self.sheet, title)
+            cell = self._cell(self.sheet, title)
             cell.font = bold
             cells.append(cell)
         self.sheet.append(cells)

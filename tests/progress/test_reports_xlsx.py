@@ -72,7 +72,7 @@ def _task_sheet(workbook: Workbook) -> Worksheet:
 async def test_text_that_looks_like_a_formula_stays_text(tree: AsyncEngine, tmp_path: Path) -> None:
     await _report(tree, "HN.BD", "done", "=1+1", channel="zalo", reporter="+84 912 345 678")
     await _report(tree, "HN.SS", "doing", "-5 ngày", channel="telegram", reporter="@lan")
-    await _report(tree, "HP.CH", "stuck", "#N/A", channel="console")
+    await _report(tree, "HP.CH", "stuck", "#N/A", channel="console", reporter="Bình\x0b")
     path = tmp_path / "bao-cao.xlsx"
     await _workbook(tree, path)
 
@@ -83,7 +83,8 @@ async def test_text_that_looks_like_a_formula_stays_text(tree: AsyncEngine, tmp_
     assert (reporter.value, reporter.data_type) == ("+84 912 345 678", "s")
     assert (rows["HN.SS"][5].value, rows["HN.SS"][5].data_type) == ("-5 ngày", "s")
     assert (rows["HN.SS"][6].value, rows["HN.SS"][6].data_type) == ("@lan", "s")
-    assert (rows["HP.CH"][5].value, rows["HP.CH"][5].data_type) == ("#N/A", "s")
+    assert (rows["HP.CH"][5].value, rows["HP.CH"][5].data_type) == ("#N/A", "s")  # not an error
+    assert rows["HP.CH"][6].value == "Bình"  # a control character Excel refuses is left out
     # No formula anywhere in the file.
     with zipfile.ZipFile(path) as archive:
         sheets = [n for n in archive.namelist() if n.startswith("xl/worksheets/sheet")]
