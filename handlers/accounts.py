@@ -125,16 +125,19 @@ def invitation_text(
         f"Hiệu lực {vn_number(days)} ngày, đến {vn_datetime(expires_at)}.",
         "",
     ]
-    if not telegram and not zalo:
-        telegram = zalo = True
-    if telegram:
-        username = (telegram_username or "").strip().lstrip("@")
-        if username:
-            link = f"https://t.me/{username}?start={code.replace('-', '')}"
-            lines.append(f"• Telegram: mở liên kết {link}")
-        else:
-            lines.append(f"• Telegram: nhắn mã {code} cho trợ lý trên Telegram.")
-    if zalo:
+    generic = not telegram and not zalo  # nothing configured here: describe both ways
+    username = (telegram_username or "").strip().lstrip("@")
+    if telegram and username:
+        link = f"https://t.me/{username}?start={code.replace('-', '')}"
+        lines.append(f"• Telegram: mở liên kết {link}")
+    elif telegram:
+        lines.append(
+            f"• Telegram: nhắn mã {code} cho trợ lý trên Telegram (chưa tạo được liên kết "
+            "mở nhanh vì chưa biết tên bot Telegram)."
+        )
+    elif generic:
+        lines.append(f"• Telegram: nhắn mã {code} cho trợ lý trên Telegram.")
+    if zalo or generic:
         lines.append(f"• Zalo: nhắn mã {code} cho trợ lý trên Zalo.")
     return "\n".join(lines)
 

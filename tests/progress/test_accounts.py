@@ -92,8 +92,11 @@ def test_invitation_text_per_configured_channel() -> None:
     no_username = text(telegram_username=None, telegram=True, zalo=False)
     assert "t.me" not in no_username
     assert "nhắn mã TL-ABCDE-FGHJK cho trợ lý trên Telegram" in no_username
-    neither = text(telegram_username=None, telegram=False, zalo=False)
-    assert "trên Telegram" in neither and "trên Zalo" in neither
+    assert "chưa tạo được liên kết" in no_username
+    neither = text(telegram_username="TroLyBot", telegram=False, zalo=False)
+    assert "nhắn mã TL-ABCDE-FGHJK cho trợ lý trên Telegram." in neither
+    assert "nhắn mã TL-ABCDE-FGHJK cho trợ lý trên Zalo." in neither
+    assert "chưa tạo được" not in neither
 
 
 # --------------------------------------------------------------------------- units
