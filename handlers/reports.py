@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from handlers.formatting import vn_date, vn_datetime
+from handlers.formatting import vn_date
 from handlers.progress import STATUS_LABELS
 from handlers.rollup import Rollup, unit_rows
 from handlers.units import LEVEL_NAMES
 
-__all__ = ["chart_png", "neutralise", "write_workbook"]
+__all__ = ["CHANNEL_LABELS", "chart_png", "write_workbook"]
 
 MAX_BARS = 40
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: object) -> object:
-    """A text cell must never be taken for a formula (CSV/Excel injection): text starting
-    with = + - @ (or a tab/CR) gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+CHANNEL_LABELS = {"telegram": "Telegram", "zalo": "Zalo", "console": "Máy tính"}
+DATE_FORMAT = "DD/MM/YYYY"
+DATETIME_FORMAT = "DD/MM/YYYY HH:MM"
+PERCENT_FORMAT = "0%"
 
 
 def chart_png(rollup: Rollup) -> bytes | None:
@@ -84,36 +81,108 @@ def _sheet_title(number: int, text: str) -> str:
     return f"{number}. {clean}"[:31]
 
 
+class _Sheet:
+    """A write-only sheet whose text always stays text.
+
+    openpyxl takes a string starting with ``=`` for a formula (and ``#N/A`` and the like for
+    an error value): such text goes in a cell forced to the string type, so the reader sees
+    exactly what was typed and no formula is stored (CSV/Excel injection). Text starting
+    with ``+``, ``-`` or ``@`` is already a plain text cell in XLSX.
+    """
+
+    def __init__(self, sheet: Any, widths: Sequence[float], header_row: int) -> None:
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
+        from openpyxl.utils import get_column_letter
+
+        self.sheet = sheet
+        self._cell, self._errors, self._illegal = WriteOnlyCell, ERROR_CODES, ILLEGAL_CHARACTERS_RE
+        for index, width in enumerate(widths, start=1):
+            sheet.column_dimensions[get_column_letter(index)].width = width
+        sheet.freeze_panes = f"A{header_row + 1}"  # the titles and the header stay in view
+
+    def text(self, value: str | None) -> Any:
+        if not value:
+            return None
+        value = self._illegal.sub("", value)  # control characters openpyxl refuses
+        if not value.startswith("=") and value not in self._errors:
+            return value
+        cell = self._cell(self.sheet, value)
+        cell.data_type = "s"
+        return cell
+
+    def formatted(self, value: object, number_format: str) -> Any:
+        if value is None:
+            return None
+        cell = self._cell(self.sheet, value)
+        cell.number_format = number_format
+        return cell
+
+    def header(self, titles: Sequence[str]) -> None:
+        from openpyxl.styles import Font
+
+        bold = Font(bold=True)
+        cells = []
+        for title in titles:
+            cell = self._cell(self.sheet, title)
+            cell.font = bold
+            cells.append(cell)
+        self.sheet.append(cells)
+
+
+SUMMARY_HEADER = (
+    "Nhiệm vụ",
+    "Hạn",
+    "Cấp",
+    "Số đơn vị",
+    "Đã hoàn thành",
+    "Đang thực hiện",
+    "Gặp vướng mắc",
+    "Chưa báo cáo",
+    "Quá hạn",
+    "Tỷ lệ hoàn thành",
+)
+SUMMARY_WIDTHS = (60, 12, 24, 11, 14, 15, 15, 14, 10, 16)
+TASK_HEADER = (
+    "Mã đơn vị",
+    "Tên đơn vị",
+    "Cấp",
+    "Tình trạng",
+    "Ngày hoàn thành",
+    "Ghi chú",
+    "Người báo cáo",
+    "Kênh",
+    "Cập nhật lúc",
+    "Quá hạn",
+)
+TASK_WIDTHS = (16, 40, 24, 16, 16, 40, 24, 10, 17, 9)
+HEADER_ROW = 4  # title, subtitle, a blank row, then the header
+
+
 async def write_workbook(
     session: AsyncSession, rollup: Rollup, path: Path, zone: ZoneInfo, as_of: datetime
 ) -> None:
-    """A summary sheet, then one sheet per task listing every unit with its status."""
+    """A summary sheet, then one sheet per task listing every unit with its status.
+
+    Dates are real dates (shown dd/mm/yyyy), completion rates numbers shown as percentages,
+    and every text a text cell, never a formula.
+    """
     from openpyxl import Workbook
 
     workbook = Workbook(write_only=True)
-    summary = workbook.create_sheet("Tổng hợp")
-    summary.append([neutralise(f"Tiến độ: {rollup.root.name} ({rollup.root.code})")])
-    summary.append([f"Cập nhật lúc {vn_datetime(as_of)}"])
-    summary.append([])
-    header = [
-        "Nhiệm vụ",
-        "Hạn",
-        "Cấp",
-        "Số đơn vị",
-        "Đã hoàn thành",
-        "Đang thực hiện",
-        "Gặp vướng mắc",
-        "Chưa báo cáo",
-        "Quá hạn",
-        "Tỷ lệ hoàn thành",
-    ]
-    summary.append(header)
+    summary = _Sheet(workbook.create_sheet("Tổng hợp"), SUMMARY_WIDTHS, HEADER_ROW)
+    summary.sheet.append([summary.text(f"Tiến độ: {rollup.root.name} ({rollup.root.code})")])
+    local = as_of.astimezone(zone).replace(tzinfo=None)
+    summary.sheet.append(["Cập nhật lúc", summary.formatted(local, DATETIME_FORMAT)])
+    summary.sheet.append([])
+    summary.header(SUMMARY_HEADER)
     for item in rollup.tasks:
         for level, counts in item.levels.items():
-            summary.append(
+            share = round(counts.done / counts.applicable, 4) if counts.applicable else None
+            summary.sheet.append(
                 [
-                    neutralise(item.task.title),
-                    item.task.due,
+                    summary.text(item.task.title),
+                    summary.formatted(item.task.due, DATE_FORMAT),
                     LEVEL_NAMES.get(level, level),
                     counts.applicable,
                     counts.done,
@@ -121,44 +190,35 @@ async def write_workbook(
                     counts.stuck,
                     counts.none,
                     counts.late,
-                    round(counts.done / counts.applicable, 4) if counts.applicable else 0,
+                    summary.formatted(share, PERCENT_FORMAT),
                 ]
             )
     for number, item in enumerate(rollup.tasks, start=1):
-        sheet = workbook.create_sheet(_sheet_title(number, item.task.title))
-        sheet.append([neutralise(item.task.title)])
-        sheet.append([neutralise(f"Hạn {vn_date(item.task.due)}. Căn cứ: {item.task.citation}")])
-        sheet.append([])
-        sheet.append(
-            [
-                "Mã đơn vị",
-                "Tên đơn vị",
-                "Cấp",
-                "Tình trạng",
-                "Ngày hoàn thành",
-                "Ghi chú",
-                "Người báo cáo",
-                "Kênh",
-                "Cập nhật lúc",
-                "Quá hạn",
-            ]
+        title = _sheet_title(number, item.task.title)
+        sheet = _Sheet(workbook.create_sheet(title), TASK_WIDTHS, HEADER_ROW)
+        sheet.sheet.append([sheet.text(item.task.title)])
+        sheet.sheet.append(
+            [sheet.text(f"Hạn {vn_date(item.task.due)}. Căn cứ: {item.task.citation}")]
         )
+        sheet.sheet.append([])
+        sheet.header(TASK_HEADER)
         for row in await unit_rows(session, rollup.root, item.task):
             state = STATUS_LABELS.get(row.status, row.status) if row.status else "Chưa báo cáo"
-            sheet.append(
+            updated = (
+                row.updated_at.astimezone(zone).replace(tzinfo=None) if row.updated_at else None
+            )
+            sheet.sheet.append(
                 [
-                    neutralise(row.code),
-                    neutralise(row.name),
+                    sheet.text(row.code),
+                    sheet.text(row.name),
                     LEVEL_NAMES.get(row.level, row.level),
                     state,
-                    row.done_on,
-                    neutralise(row.note) if row.note else None,
-                    neutralise(row.reporter) if row.reporter else None,
-                    row.channel,
-                    row.updated_at.astimezone(zone).replace(tzinfo=None)
-                    if row.updated_at
-                    else None,
-                    "Có" if item.overdue and row.status != "done" else "",
+                    sheet.formatted(row.done_on, DATE_FORMAT),
+                    sheet.text(row.note),
+                    sheet.text(row.reporter),
+                    CHANNEL_LABELS.get(row.channel, row.channel) if row.channel else None,
+                    sheet.formatted(updated, DATETIME_FORMAT),
+                    "Có" if item.overdue and row.status != "done" else None,
                 ]
             )
     path.parent.mkdir(parents=True, exist_ok=True)

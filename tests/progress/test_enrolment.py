@@ -143,6 +143,7 @@ def test_cli_invite_create(
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "TroLyKetLuanBot")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.delenv("ZALO_BOT_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     result = runner.invoke(
@@ -150,13 +151,20 @@ def test_cli_invite_create(
     )
     assert result.exit_code == 0, result.output
     code = result.stdout.split("Mã mời: ")[1].split()[0]
+    assert "Đơn vị: Đảng ủy phường Ba Đình — vai trò: cán bộ báo cáo" in result.stdout
+    assert "Dùng được cho 3 người. Hiệu lực 14 ngày, đến " in result.stdout
     assert f"https://t.me/TroLyKetLuanBot?start={code.replace('-', '')}" in result.stdout
-    assert f"nhắn mã {code}" in result.stdout
-    assert (
-        runner.invoke(cli, ["invite", "create", "--unit", "NOPE", "--role", "official"]).exit_code
-        == 1
-    )
-    assert runner.invoke(cli, ["invite", "create", "--unit", "HN", "--role", "boss"]).exit_code == 1
+    assert "Zalo" not in result.stdout  # Zalo is not configured
+    monkeypatch.setenv("ZALO_BOT_TOKEN", "zalo-token")
+    both = runner.invoke(cli, ["invite", "create", "--unit", "hn.bd", "--role", "official"])
+    assert both.exit_code == 0, both.output  # unit codes in any case
+    code = both.stdout.split("Mã mời: ")[1].split()[0]
+    assert f"nhắn mã {code} cho trợ lý trên Zalo" in both.stdout
+    assert "https://t.me/TroLyKetLuanBot?start=" in both.stdout
+    unknown = runner.invoke(cli, ["invite", "create", "--unit", "NOPE", "--role", "official"])
+    assert unknown.exit_code == 1 and "Không tìm thấy đơn vị có mã NOPE." in unknown.output
+    boss = runner.invoke(cli, ["invite", "create", "--unit", "HN", "--role", "boss"])
+    assert boss.exit_code == 1 and "Vai trò không hợp lệ: boss" in boss.output
 
 
 # --------------------------------------------------------------------------- roles never

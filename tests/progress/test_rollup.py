@@ -19,7 +19,6 @@ from bot.core import utcnow
 from bot.storage.db import create_engine, make_session_factory
 from bot.storage.models import Task, Unit
 from handlers.progress import record
-from handlers.reports import neutralise
 from handlers.rollup import compute
 from handlers.units import unit_by_code
 from knowledge import Knowledge
@@ -100,15 +99,6 @@ async def test_only_managers_see_progress(tree: AsyncEngine, enrol: Enrol) -> No
     assert "TIẾN ĐỘ: Đảng ủy xã Sóc Sơn" in await manager.say("/tiendo HN.SS")
 
 
-def test_neutralise() -> None:
-    assert neutralise("=1+1") == "'=1+1"
-    assert neutralise("+84 912") == "'+84 912"
-    assert neutralise("-x") == "'-x"
-    assert neutralise("@SUM(A1)") == "'@SUM(A1)"
-    assert neutralise("Đảng ủy") == "Đảng ủy"
-    assert neutralise(3) == 3
-
-
 @pytest.fixture
 def cli_db(
     sqlite_url: str, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -163,7 +153,7 @@ def test_xlsx_round_trip(cli_db: str, tmp_path: Path) -> None:
     by_code = {row[0]: row for row in rows[4:]}
     assert set(by_code) == {"HN.BD", "HN.SS", "HP.CH"}
     assert by_code["HN.BD"][3] == "Đã hoàn thành"
-    assert by_code["HN.BD"][5] == '\'=HYPERLINK("http://evil")'  # neutralised, not a formula
+    assert by_code["HN.BD"][5] == '=HYPERLINK("http://evil")'  # the text, not a formula
     assert sheet.cell(row=5, column=6).data_type == "s"
     assert by_code["HN.SS"][3] == "Đang thực hiện" and by_code["HN.SS"][5] == "Đang chuẩn bị"
     assert by_code["HP.CH"][3] == "Chưa báo cáo"

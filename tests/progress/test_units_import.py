@@ -138,12 +138,38 @@ def test_cli_import_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     bad = runner.invoke(cli, ["units", "import", str(write(tmp_path, GOOD + "X,Y,tinh,TW\n"))])
     assert bad.exit_code == 1
     assert "row 9: unknown level 'tinh'" in bad.stdout
+    assert "Lỗi: Tệp units.csv bị từ chối, chưa thay đổi gì." in bad.output
     good = runner.invoke(cli, ["units", "import", str(write(tmp_path, GOOD, "ok.csv"))])
     assert good.exit_code == 0, good.output
-    assert f"{len(TREE)} units created" in good.stdout
+    assert f"thêm mới {len(TREE)} đơn vị" in good.stdout
     listing = runner.invoke(cli, ["units", "list"])
     lines = listing.stdout.splitlines()
     assert lines[0].startswith("Ban Chấp hành Trung ương [TW]")
     assert lines.index(next(x for x in lines if "Ba Đình" in x)) < lines.index(
         next(x for x in lines if "Sóc Sơn" in x)
     )
+    assert lines[-1] == f"Tổng cộng {len(TREE)} đơn vị."
+
+
+def test_cli_list_a_subtree_counts_the_subtree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(cli, ["units", "import", str(write(tmp_path, GOOD))]).exit_code == 0
+    listing = runner.invoke(cli, ["units", "list", "--root", "hn"])  # any case
+    assert listing.exit_code == 0, listing.output
+    lines = listing.stdout.splitlines()
+    assert lines[0].startswith("Đảng bộ thành phố Hà Nội [HN]")
+    assert not any("Hải Phòng" in line or "Trung ương [TW]" in line for line in lines)
+    # HN, HN.BD, HN.SS and HN.BD.CB1: the subtree, not the 7 units of the database.
+    assert lines[-1] == "Đảng bộ thành phố Hà Nội (HN) và các đơn vị trực thuộc: 4 đơn vị."
+    shallow = runner.invoke(cli, ["units", "list", "--root", "HN", "--depth", "1"])
+    assert "Chi bộ khu phố 1" not in shallow.stdout
+    assert "4 đơn vị." in shallow.stdout  # the count is still the whole subtree
+    assert "xem sâu hơn: --depth 2" in shallow.stdout
+    unknown = runner.invoke(cli, ["units", "list", "--root", "NOPE"])
+    assert unknown.exit_code == 1
+    assert "Không tìm thấy đơn vị có mã NOPE." in unknown.output

@@ -324,21 +324,67 @@ def test_cli_send_status_cancel(
     no = runner.invoke(
         cli, ["broadcast", "send", "--to", "unit:HN", "--text-file", str(text)], input="n\n"
     )
-    assert no.exit_code == 1 and "Audience unit:HN: 2 people (Zalo: 2)." in no.stdout
+    assert no.exit_code == 1 and "Người nhận (unit:HN): 2 người (Zalo: 2)." in no.stdout
+    assert "Đã hủy, chưa gửi gì." in no.output
     sent = runner.invoke(
         cli, ["broadcast", "send", "--to", "level:xa", "--text-file", str(text), "--yes"]
     )
     assert sent.exit_code == 0, sent.output
-    assert "Broadcast #1 queued for 3 people" in sent.stdout
+    assert "Đã xếp thông báo #1 vào hàng gửi cho 3 người" in sent.stdout
     status = runner.invoke(cli, ["broadcast", "status", "1"])
-    assert "sending — 0 sent, 3 waiting" in status.stdout
+    assert "Thông báo #1 (level:xa), người gửi: dòng lệnh" in status.stdout
+    assert "Đang gửi: đã gửi 0, chờ gửi 3" in status.stdout
     listing = runner.invoke(cli, ["broadcast", "status"])
     assert "level:xa" in listing.stdout
     cancelled = runner.invoke(cli, ["broadcast", "cancel", "1"])
     assert cancelled.exit_code == 0
-    assert "3 queued messages cancelled" in cancelled.stdout
+    assert "Đã dừng thông báo #1: hủy 3 tin đang chờ gửi." in cancelled.stdout
     assert "ĐÃ DỪNG thông báo #1" in cancelled.stdout
     bad = runner.invoke(
         cli, ["broadcast", "send", "--to", "tinh:1", "--text-file", str(text), "--yes"]
     )
     assert bad.exit_code == 1 and "Đối tượng không hợp lệ" in bad.output
+
+
+def test_cli_send_reads_a_file_saved_with_a_bom(
+    sqlite_url: str, knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Notepad saves "UTF-8" with a byte order mark: it is not part of the announcement."""
+
+    async def prepare() -> None:
+        engine = create_engine(sqlite_url)
+        await build_tree(engine, knowledge)
+        from tests.progress.conftest import invite_code
+
+        await Chat(make_app(knowledge, engine), user_id="bd", channel="zalo").say(
+            await invite_code(engine, "HN.BD", "official")
+        )
+        await engine.dispose()
+
+    async def stored() -> tuple[list[str], list[str]]:
+        engine = create_engine(sqlite_url)
+        async with make_session_factory(engine)() as session:
+            broadcasts = [b.text for b in (await session.exec(select(Broadcast))).all()]
+            rows = [r.text for r in (await session.exec(select(OutboxMessage))).all()]
+        await engine.dispose()
+        return broadcasts, rows
+
+    asyncio.run(prepare())
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("QUIET_HOURS", "")
+    monkeypatch.chdir(tmp_path)
+    text = "Đề nghị báo cáo tiến độ trước thứ Sáu."
+    path = tmp_path / "thong-bao.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode() + b"\r\n")
+    sent = CliRunner().invoke(
+        cli, ["broadcast", "send", "--to", "unit:hn", "--text-file", str(path), "--yes"]
+    )
+    assert sent.exit_code == 0, sent.output
+    assert "Người nhận (unit:HN): 1 người (Zalo: 1)." in sent.stdout  # the code in any case
+    assert asyncio.run(stored()) == ([text], [text])
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"\xd0\xe0i h\xf4i")  # Latin-1
+    refused = CliRunner().invoke(
+        cli, ["broadcast", "send", "--to", "all", "--text-file", str(latin), "--yes"]
+    )
+    assert refused.exit_code == 1 and "không phải văn bản UTF-8" in refused.output

@@ -1,0 +1,497 @@
+"""Managing accounts: units found by code, invitations (the text to pass on, listing,
+revoking) and people (listing, deactivating, reactivating, moving).
+
+Shared by the admin command line and the chat. Every function takes the session and keyword
+arguments and never commits: the caller owns the transaction. ``scope`` limits a function to
+one unit's subtree (``None``: everything, as for a system administrator); refusals raise
+:class:`UserError` with a Vietnamese message for the person asking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.models import Invite, MessageLog, OutboxMessage, Person, PersonChannel, Unit
+from handlers.context import UserError
+from handlers.formatting import vn_datetime, vn_number
+from handlers.people import ROLE_NAMES, ROLES
+from handlers.reports import CHANNEL_LABELS
+from handlers.units import path_range
+from scheduler.outbox import finish_broadcasts
+
+__all__ = [
+    "INVITE_STATES",
+    "ChannelInfo",
+    "InviteInfo",
+    "PersonChange",
+    "PersonInfo",
+    "activate_person",
+    "creator_names",
+    "deactivate_person",
+    "find_unit",
+    "get_unit",
+    "invitation_text",
+    "invite_state",
+    "list_invites",
+    "list_people",
+    "move_person",
+    "revoke_invite",
+]
+
+USABLE, EXPIRED, USED_UP, REVOKED = "còn hiệu lực", "hết hạn", "đã dùng hết", "đã thu hồi"
+INVITE_STATES = (USABLE, EXPIRED, USED_UP, REVOKED)
+COMMAND_LINE = "dòng lệnh"
+OUTSIDE_SCOPE = "không thuộc phạm vi đồng chí quản lý"
+
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])  # a statement narrowed by .where()
+
+
+# --------------------------------------------------------------------------- units
+
+
+async def find_unit(session: AsyncSession, code: str) -> Unit | None:
+    """The unit with this code: the exact code first, else the one code that matches it
+    ignoring case (``hn.bd`` finds ``HN.BD``). Two codes differing only in case make a
+    case-insensitive match ambiguous: :class:`UserError`."""
+    code = code.strip()
+    if not code:
+        return None
+    exact = (await session.exec(select(Unit).where(Unit.code == code))).first()
+    if exact is not None:
+        return exact
+    # Codes are ASCII (handlers.units.CODE_RE): lower() means the same on every database.
+    statement = select(Unit).where(func.lower(Unit.code) == code.lower()).limit(3)
+    found = list((await session.exec(statement)).all())
+    if len(found) > 1:
+        codes = ", ".join(sorted(u.code for u in found))
+        raise UserError(f"Mã {code} khớp với nhiều đơn vị ({codes}): xin gõ đúng chữ hoa, thường.")
+    return found[0] if found else None
+
+
+async def get_unit(session: AsyncSession, code: str, *, scope: Unit | None = None) -> Unit:
+    """Like :func:`find_unit`, but an unknown code or a unit outside ``scope`` is refused."""
+    unit = await find_unit(session, code)
+    if unit is None:
+        raise UserError(f"Không tìm thấy đơn vị có mã {code.strip()}.")
+    if not _within(unit, scope):
+        raise UserError(f"Đơn vị {unit.name} ({unit.code}) {OUTSIDE_SCOPE}.")
+    return unit
+
+
+def _within(unit: Unit, scope: Unit | None) -> bool:
+    return scope is None or unit.path.startswith(scope.path)
+
+
+def _subtree(statement: S, unit: Unit) -> S:
+    low, high = path_range(unit)
+    return statement.where(col(Unit.path) >= low, col(Unit.path) < high)
+
+
+# --------------------------------------------------------------------------- invitations
+
+
+def invitation_text(
+    code: str,
+    unit_name: str,
+    role: str,
+    *,
+    telegram_username: str | None,
+    telegram: bool,
+    zalo: bool,
+    uses: int,
+    days: int,
+    expires_at: datetime | None = None,
+) -> str:
+    """How to use an invitation, for the person who passes it on.
+
+    ``telegram``/``zalo``: whether the assistant serves that channel. The Telegram link is
+    given when the bot's username is known; with neither channel configured both ways are
+    described. ``expires_at``: the code's expiry in local time (default: ``days`` from now,
+    in the machine's time zone).
+    """
+    if expires_at is None:
+        expires_at = datetime.now().astimezone() + timedelta(days=days)
+    lines = [
+        f"Mã mời: {code}",
+        f"Đơn vị: {unit_name} — vai trò: {ROLE_NAMES.get(role, role)}",
+        f"Dùng được cho {vn_number(uses)} người. "
+        f"Hiệu lực {vn_number(days)} ngày, đến {vn_datetime(expires_at)}.",
+        "",
+    ]
+    generic = not telegram and not zalo  # nothing configured here: describe both ways
+    username = (telegram_username or "").strip().lstrip("@")
+    if telegram and username:
+        link = f"https://t.me/{username}?start={code.replace('-', '')}"
+        lines.append(f"• Telegram: mở liên kết {link}")
+    elif telegram:
+        lines.append(
+            f"• Telegram: nhắn mã {code} cho trợ lý trên Telegram (chưa tạo được liên kết "
+            "mở nhanh vì chưa biết tên bot Telegram)."
+        )
+    elif generic:
+        lines.append(f"• Telegram: nhắn mã {code} cho trợ lý trên Telegram.")
+    if zalo or generic:
+        lines.append(f"• Zalo: nhắn mã {code} cho trợ lý trên Zalo.")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class InviteInfo:
+    id: int
+    unit_code: str
+    unit_name: str
+    role: str
+    person_name: str | None  # a code that links one more channel to this person
+    uses: int
+    max_uses: int
+    created_at: datetime
+    expires_at: datetime
+    created_by: str  # as shown: a person's name and unit, or "dòng lệnh"
+    state: str  # one of INVITE_STATES
+
+    @property
+    def role_name(self) -> str:
+        name = ROLE_NAMES.get(self.role, self.role)
+        if self.person_name is not None:
+            return f"{name} (thêm kênh cho {self.person_name})"
+        return name
+
+
+def invite_state(invite: Invite, now: datetime) -> str:
+    """``còn hiệu lực``, ``hết hạn``, ``đã dùng hết`` or ``đã thu hồi``."""
+    if invite.revoked:
+        return REVOKED
+    if invite.uses >= invite.max_uses:
+        return USED_UP
+    if invite.expires_at <= now:
+        return EXPIRED
+    return USABLE
+
+
+async def list_invites(
+    session: AsyncSession,
+    *,
+    scope: Unit | None,
+    now: datetime,
+    unit: Unit | None = None,
+    everything: bool = False,
+) -> list[InviteInfo]:
+    """Invitations for units of ``unit``'s subtree (default: the whole scope), newest first;
+    only the usable ones unless ``everything``. Codes are not stored, so none is shown."""
+    if unit is not None and not _within(unit, scope):
+        raise UserError(f"Đơn vị {unit.name} ({unit.code}) {OUTSIDE_SCOPE}.")
+    statement = (
+        select(Invite, Unit)
+        .join(Unit, col(Unit.id) == col(Invite.unit_id))
+        .order_by(col(Invite.created_at).desc(), col(Invite.id).desc())
+    )
+    for limit in (scope, unit):
+        if limit is not None:
+            statement = _subtree(statement, limit)
+    if not everything:
+        statement = statement.where(
+            col(Invite.revoked).is_(False),
+            col(Invite.uses) < col(Invite.max_uses),
+            col(Invite.expires_at) > now,
+        )
+    rows = list((await session.exec(statement)).all())
+    return await _invite_infos(session, rows, now)
+
+
+async def _invite_infos(
+    session: AsyncSession, rows: list[tuple[Invite, Unit]], now: datetime
+) -> list[InviteInfo]:
+    creators = await creator_names(session, (invite.created_by for invite, _ in rows))
+    person_ids = {invite.person_id for invite, _ in rows if invite.person_id is not None}
+    names: dict[int, str] = {}
+    if person_ids:
+        found = await session.exec(
+            select(Person.id, Person.name).where(col(Person.id).in_(sorted(person_ids)))
+        )
+        names = {pid: name for pid, name in found.all() if pid is not None}
+    return [
+        InviteInfo(
+            id=invite.id or 0,
+            unit_code=unit.code,
+            unit_name=unit.name,
+            role=invite.role,
+            person_name=(
+                names.get(invite.person_id, f"người số {invite.person_id}")
+                if invite.person_id is not None
+                else None
+            ),
+            uses=invite.uses,
+            max_uses=invite.max_uses,
+            created_at=invite.created_at,
+            expires_at=invite.expires_at,
+            created_by=creators.get(invite.created_by, invite.created_by),
+            state=invite_state(invite, now),
+        )
+        for invite, unit in rows
+    ]
+
+
+async def revoke_invite(
+    session: AsyncSession, *, invite_id: int, scope: Unit | None, now: datetime
+) -> tuple[InviteInfo, bool]:
+    """Revoke an invitation: its code is then refused like a wrong one. Returns the
+    invitation and whether it was usable until now (False: already revoked, expired or used
+    up; revoking is harmless then)."""
+    found = (
+        await session.exec(
+            select(Invite, Unit)
+            .join(Unit, col(Unit.id) == col(Invite.unit_id))
+            .where(Invite.id == invite_id)
+        )
+    ).first()
+    if found is None:
+        raise UserError(f"Không có mã mời số {invite_id}.")
+    invite, unit = found
+    if not _within(unit, scope):
+        raise UserError(f"Mã mời số {invite_id} {OUTSIDE_SCOPE}.")
+    was_usable = invite_state(invite, now) == USABLE
+    if not invite.revoked:
+        invite.revoked = True
+        session.add(invite)
+        await session.flush()
+    [info] = await _invite_infos(session, [(invite, unit)], now)
+    return info, was_usable
+
+
+async def creator_names(session: AsyncSession, created_by: Iterable[str]) -> dict[str, str]:
+    """How to show ``created_by`` values (of invitations, broadcasts): ``person:3`` becomes
+    ``Nguyễn Văn A (Đảng ủy xã Phú Lương)``, ``cli`` the command line. One query."""
+    values = set(created_by)
+    shown = {value: value for value in values}
+    if "cli" in shown:
+        shown["cli"] = COMMAND_LINE
+    ids = {
+        int(value.removeprefix("person:")): value
+        for value in values
+        if value.startswith("person:") and value.removeprefix("person:").isdigit()
+    }
+    for value in ids.values():
+        shown[value] = f"người số {value.removeprefix('person:')}"
+    if ids:
+        rows = await session.exec(
+            select(Person.id, Person.name, Unit.name)
+            .join(Unit, col(Unit.id) == col(Person.unit_id))
+            .where(col(Person.id).in_(sorted(ids)))
+        )
+        for person_id, name, unit_name in rows.all():
+            if person_id is not None:
+                shown[ids[person_id]] = f"{name} ({unit_name})"
+    return shown
+
+
+# --------------------------------------------------------------------------- people
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    channel: str
+    blocked: bool  # the person blocked the bot there
+
+    @property
+    def label(self) -> str:
+        name = CHANNEL_LABELS.get(self.channel, self.channel)
+        return f"{name} (đã chặn trợ lý)" if self.blocked else name
+
+
+@dataclass(frozen=True, slots=True)
+class PersonInfo:
+    id: int
+    name: str
+    unit_code: str
+    unit_name: str
+    role: str
+    active: bool
+    channels: tuple[ChannelInfo, ...]
+    last_message_at: datetime | None  # their latest message on any of their channels
+
+    @property
+    def role_name(self) -> str:
+        return ROLE_NAMES.get(self.role, self.role)
+
+    @property
+    def blocked(self) -> bool:
+        """Unreachable: every channel they have blocked the bot."""
+        return bool(self.channels) and all(c.blocked for c in self.channels)
+
+
+async def list_people(
+    session: AsyncSession,
+    *,
+    scope: Unit | None,
+    unit: Unit | None = None,
+    inactive: bool = False,
+) -> list[PersonInfo]:
+    """People of ``unit``'s subtree (default: the whole scope), in tree order, with their
+    channels and when they last wrote; deactivated people too when ``inactive``.
+    Three queries whatever the number of people."""
+    if unit is not None and not _within(unit, scope):
+        raise UserError(f"Đơn vị {unit.name} ({unit.code}) {OUTSIDE_SCOPE}.")
+
+    def narrow(statement: S) -> S:
+        for limit in (scope, unit):
+            if limit is not None:
+                statement = _subtree(statement, limit)
+        if not inactive:
+            statement = statement.where(col(Person.active))
+        return statement
+
+    people = (
+        select(Person, Unit)
+        .join(Unit, col(Unit.id) == col(Person.unit_id))
+        .order_by(col(Unit.path), col(Person.name), col(Person.id))
+    )
+    rows = list((await session.exec(narrow(people))).all())
+    # Each channel of those people, with the time of its latest message.
+    links = (
+        select(
+            col(PersonChannel.person_id),
+            col(PersonChannel.channel),
+            col(PersonChannel.blocked_at),
+            func.max(MessageLog.created_at),
+        )
+        .select_from(PersonChannel)
+        .join(Person, col(Person.id) == col(PersonChannel.person_id))
+        .join(Unit, col(Unit.id) == col(Person.unit_id))
+        .outerjoin(
+            MessageLog,
+            and_(
+                col(MessageLog.channel) == col(PersonChannel.channel),
+                col(MessageLog.user_id) == col(PersonChannel.user_id),
+            ),
+        )
+        .group_by(
+            col(PersonChannel.id),
+            col(PersonChannel.person_id),
+            col(PersonChannel.channel),
+            col(PersonChannel.blocked_at),
+        )
+        .order_by(col(PersonChannel.person_id), col(PersonChannel.channel))
+    )
+    channels: dict[int, list[ChannelInfo]] = {}
+    last: dict[int, datetime] = {}
+    for person_id, channel, blocked_at, newest in (await session.exec(narrow(links))).all():
+        channels.setdefault(person_id, []).append(ChannelInfo(channel, blocked_at is not None))
+        latest = _aware(newest)
+        if latest is not None and (person_id not in last or latest > last[person_id]):
+            last[person_id] = latest
+    return [
+        PersonInfo(
+            id=person.id or 0,
+            name=person.name,
+            unit_code=u.code,
+            unit_name=u.name,
+            role=person.role,
+            active=person.active,
+            channels=tuple(channels.get(person.id or 0, ())),
+            last_message_at=last.get(person.id or 0),
+        )
+        for person, u in rows
+    ]
+
+
+def _aware(value: object) -> datetime | None:
+    """An aggregate bypasses the column type: SQLite gives back text or a naive datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonChange:
+    person: Person
+    unit: Unit  # the person's unit (after a move: the new one)
+    changed: bool  # False: it was already so
+    cancelled_pushes: int = 0  # queued messages to them that will not be sent
+
+
+async def _person(session: AsyncSession, person_id: int, scope: Unit | None) -> tuple[Person, Unit]:
+    found = (
+        await session.exec(
+            select(Person, Unit)
+            .join(Unit, col(Unit.id) == col(Person.unit_id))
+            .where(Person.id == person_id)
+        )
+    ).first()
+    if found is None:
+        raise UserError(f"Không có người dùng số {person_id}.")
+    person, unit = found
+    if not _within(unit, scope):
+        raise UserError(f"Người dùng số {person_id} {OUTSIDE_SCOPE}.")
+    return person, unit
+
+
+async def deactivate_person(
+    session: AsyncSession, *, person_id: int, scope: Unit | None, now: datetime
+) -> PersonChange:
+    """The person is no longer recognised on any channel (they are treated as someone not
+    enrolled) and receives no reminders or announcements; messages already queued for them
+    are cancelled. History (reports, messages) stays."""
+    person, unit = await _person(session, person_id, scope)
+    changed = person.active
+    person.active = False
+    session.add(person)
+    cancelled = await session.exec(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.person_id) == person_id, col(OutboxMessage.status) == "pending")
+        .values(status="cancelled", last_error="person deactivated")
+        .returning(col(OutboxMessage.broadcast_id))
+    )
+    broadcasts = [b for (b,) in cancelled.all()]
+    finished = {b for b in broadcasts if b is not None}
+    if finished:  # a broadcast whose last queued message was theirs is now complete
+        await finish_broadcasts(session, now=now, ids=finished)
+    await session.flush()
+    return PersonChange(person, unit, changed, len(broadcasts))
+
+
+async def activate_person(
+    session: AsyncSession, *, person_id: int, scope: Unit | None
+) -> PersonChange:
+    """Undo :func:`deactivate_person`: the person is recognised again on their channels."""
+    person, unit = await _person(session, person_id, scope)
+    changed = not person.active
+    person.active = True
+    session.add(person)
+    await session.flush()
+    return PersonChange(person, unit, changed)
+
+
+async def move_person(
+    session: AsyncSession,
+    *,
+    person_id: int,
+    unit: Unit,
+    role: str | None = None,
+    scope: Unit | None,
+) -> PersonChange:
+    """Move a person to another unit, optionally with another role (default: the same)."""
+    if role is not None and role not in ROLES:
+        names = ", ".join(f"{r} ({ROLE_NAMES[r]})" for r in ROLES)
+        raise UserError(f"Vai trò không hợp lệ: {role}. Chọn một trong: {names}.")
+    if role == "admin" and scope is not None:
+        raise UserError("Chỉ quản trị hệ thống mới giao được vai trò quản trị hệ thống.")
+    person, _ = await _person(session, person_id, scope)
+    if not _within(unit, scope):
+        raise UserError(f"Đơn vị {unit.name} ({unit.code}) {OUTSIDE_SCOPE}.")
+    assert unit.id is not None
+    new_role = role or person.role
+    changed = (person.unit_id, person.role) != (unit.id, new_role)
+    person.unit_id, person.role = unit.id, new_role
+    session.add(person)
+    await session.flush()
+    return PersonChange(person, unit, changed)
