@@ -731,21 +731,36 @@ def broadcast_send(
     wait: Annotated[
         bool, typer.Option("--wait", help="Chờ gửi xong / follow the delivery until done.")
     ] = False,
+    sender: Annotated[
+        str,
+        typer.Option(
+            "--sender",
+            help="Tên cơ quan gửi, in ở đầu thông báo / who sends it (the header recipients see).",
+        ),
+    ] = "",
+    urgent: Annotated[
+        bool,
+        typer.Option(
+            "--urgent", help="Gửi ngay, kể cả trong giờ yên lặng / send now, even in quiet hours."
+        ),
+    ] = False,
 ) -> None:
     """Xem trước người nhận, xác nhận, rồi xếp thông báo vào hàng gửi.
 
     Preview the recipients, confirm, and queue the announcement for the sender.
     """
-    from handlers.accounts import find_unit
     from handlers.broadcast import (
+        DEFAULT_SENDER,
         Audience,
         AudienceError,
         count_by_channel,
         create_broadcast,
         parse_audience,
         recipients,
+        with_header,
     )
     from handlers.formatting import vn_datetime
+    from handlers.units import unit_by_code
     from scheduler.policy import PushPolicy
 
     settings = get_settings()
@@ -761,7 +776,7 @@ def broadcast_send(
     async def preview(session: AsyncSession) -> tuple[Audience, int, str, int]:
         chosen = audience
         if chosen.kind == "unit":  # unit codes are matched ignoring case
-            found = await find_unit(session, chosen.value)
+            found = await unit_by_code(session, chosen.value)
             if found is not None:
                 chosen = Audience("unit", found.code)
         try:
@@ -774,12 +789,16 @@ def broadcast_send(
     say(f"Người nhận ({audience.spec}): {_number(count)} người ({per_channel or 'không có ai'}).")
     if unreachable:
         say(f"Ngoài ra {_number(unreachable)} người đã chặn trợ lý nên sẽ không nhận được.")
-    start_at = policy.next_allowed(now)
+    sender = " ".join(sender.split()) or DEFAULT_SENDER
+    say(f"Người nhận sẽ thấy:\n———\n{with_header(text, sender)}\n———")
+    start_at = now if urgent else policy.next_allowed(now)
     if start_at > now:
         say(
             f"Đang trong giờ yên lặng: thông báo sẽ bắt đầu được gửi lúc "
-            f"{vn_datetime(start_at.astimezone(settings.zone))}."
+            f"{vn_datetime(start_at.astimezone(settings.zone))} (gửi ngay: thêm --urgent)."
         )
+    elif urgent and policy.next_allowed(now) > now:
+        say("Gửi ngay (khẩn), không chờ hết giờ yên lặng.")
     if count == 0:
         fail("Không có ai để gửi.")
     if not yes and not typer.confirm(
@@ -798,6 +817,7 @@ def broadcast_send(
             created_by="cli",
             now=now,
             not_before=start_at,
+            sender=sender,
         )
         assert broadcast.id is not None
         return broadcast.id

@@ -20,10 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import Invite, MessageLog, OutboxMessage, Person, PersonChannel, Unit
 from handlers.context import UserError
-from handlers.formatting import vn_datetime, vn_number
+from handlers.formatting import channel_name, vn_datetime, vn_number
 from handlers.people import ROLE_NAMES, ROLES
-from handlers.reports import CHANNEL_LABELS
-from handlers.units import path_range
+from handlers.units import path_range, require_unit
 from scheduler.outbox import finish_broadcasts
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "activate_person",
     "creator_names",
     "deactivate_person",
-    "find_unit",
     "get_unit",
     "invitation_text",
     "invite_state",
@@ -56,30 +54,10 @@ S = TypeVar("S", bound=Select[*tuple[Any, ...]])  # a statement narrowed by .whe
 # --------------------------------------------------------------------------- units
 
 
-async def find_unit(session: AsyncSession, code: str) -> Unit | None:
-    """The unit with this code: the exact code first, else the one code that matches it
-    ignoring case (``hn.bd`` finds ``HN.BD``). Two codes differing only in case make a
-    case-insensitive match ambiguous: :class:`UserError`."""
-    code = code.strip()
-    if not code:
-        return None
-    exact = (await session.exec(select(Unit).where(Unit.code == code))).first()
-    if exact is not None:
-        return exact
-    # Codes are ASCII (handlers.units.CODE_RE): lower() means the same on every database.
-    statement = select(Unit).where(func.lower(Unit.code) == code.lower()).limit(3)
-    found = list((await session.exec(statement)).all())
-    if len(found) > 1:
-        codes = ", ".join(sorted(u.code for u in found))
-        raise UserError(f"Mã {code} khớp với nhiều đơn vị ({codes}): xin gõ đúng chữ hoa, thường.")
-    return found[0] if found else None
-
-
 async def get_unit(session: AsyncSession, code: str, *, scope: Unit | None = None) -> Unit:
-    """Like :func:`find_unit`, but an unknown code or a unit outside ``scope`` is refused."""
-    unit = await find_unit(session, code)
-    if unit is None:
-        raise UserError(f"Không tìm thấy đơn vị có mã {code.strip()}.")
+    """The unit with ``code`` (any case); an unknown code (with the closest codes as
+    suggestions) or a unit outside ``scope`` is refused."""
+    unit = await require_unit(session, code, scope)
     if not _within(unit, scope):
         raise UserError(f"Đơn vị {unit.name} ({unit.code}) {OUTSIDE_SCOPE}.")
     return unit
@@ -301,7 +279,7 @@ class ChannelInfo:
 
     @property
     def label(self) -> str:
-        name = CHANNEL_LABELS.get(self.channel, self.channel)
+        name = channel_name(self.channel, capitalised=True)
         return f"{name} (đã chặn trợ lý)" if self.blocked else name
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 
 from sqlmodel import select
 
 from bot.core import Image, IncomingMessage, Reply
 from bot.storage.models import PersonChannel, Unit
+from handlers.accounts import invitation_text
 from handlers.basic import EXAMPLES, GREETING, private_only
 from handlers.context import Context, UserError
 from handlers.enrolment import enrol
-from handlers.formatting import CHANNEL_NAMES, vn_date, vn_number
+from handlers.formatting import channel_name
 from handlers.menus import commands_text
 from handlers.people import (
     ROLE_NAMES,
@@ -34,7 +34,6 @@ __all__ = [
     "cancel",
     "help_reply",
     "invite",
-    "invite_text",
     "me",
     "progress_view",
 ]
@@ -51,42 +50,6 @@ ROLE_ALIASES = {
     "admin": "admin",
 }
 DEFAULT_INVITE_DAYS = 14
-
-
-def invite_text(
-    code: str,
-    unit_name: str,
-    role: str,
-    bot_username: str | None,
-    days: int,
-    *,
-    uses: int = 1,
-    channels: Collection[str] = (),
-    expires: date | None = None,
-) -> str:
-    """How to use an invitation, for the person who will pass it on. Only the messengers
-    that are configured are mentioned (both when none is known)."""
-    compact = code.replace("-", "")
-    telegram = "telegram" in channels or not channels or bot_username is not None
-    zalo = "zalo" in channels or not channels
-    until = f" (đến hết ngày {vn_date(expires)})" if expires else ""
-    people = "1 người" if uses == 1 else f"{vn_number(uses)} người"
-    lines = [
-        f"Mã mời: {code}",
-        f"Đơn vị: {unit_name} — vai trò: {ROLE_NAMES[role]}",
-        f"Dùng được cho: {people}. Hiệu lực: {days} ngày{until}.",
-        "",
-    ]
-    if telegram:
-        link = (
-            f"mở https://t.me/{bot_username}?start={compact}"
-            if bot_username
-            else f"tìm trợ lý trên Telegram và gửi mã {code}"
-        )
-        lines.append(f"• Trên Telegram: {link}")
-    if zalo:
-        lines.append(f"• Trên Zalo: nhắn mã {code} cho trợ lý.")
-    return "\n".join(lines)
 
 
 async def help_reply(msg: IncomingMessage, ctx: Context) -> Reply:
@@ -144,7 +107,7 @@ async def me(msg: IncomingMessage, ctx: Context) -> Reply:
             select(PersonChannel.channel).where(PersonChannel.person_id == identity.person.id)
         )
     ).all()
-    channels = ", ".join(sorted(CHANNEL_NAMES.get(c, c) for c in links))
+    channels = ", ".join(sorted(channel_name(c) for c in links))
     return Reply(
         text=(
             f"Đồng chí {identity.person.name}\n"
@@ -207,15 +170,16 @@ async def invite(msg: IncomingMessage, ctx: Context) -> Reply:
     )
     ctx.log.route = "invite_created"
     return Reply(
-        text=invite_text(
+        text=invitation_text(
             code,
             unit.name,
             role,
-            ctx.bot_username,
-            days,
+            telegram_username=ctx.bot_username,
+            telegram="telegram" in ctx.channels or ctx.bot_username is not None,
+            zalo="zalo" in ctx.channels,
             uses=uses,
-            channels=ctx.channels,
-            expires=(ctx.now + timedelta(days=days)).astimezone(ctx.zone).date(),
+            days=days,
+            expires_at=(ctx.now + timedelta(days=days)).astimezone(ctx.zone),
         )
     )
 

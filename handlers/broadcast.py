@@ -22,7 +22,7 @@ from bot.core import Button, IncomingMessage, Reply
 from bot.render import fit_label
 from bot.storage.models import Broadcast, Person, PersonChannel, ProgressStatus, Task, Unit
 from handlers.context import Context, UserError
-from handlers.formatting import CHANNEL_NAMES, vn_date, vn_datetime, vn_number
+from handlers.formatting import channel_name, vn_date, vn_datetime, vn_number
 from handlers.people import Identity
 from handlers.tasks import applicable_tasks
 from handlers.units import LEVEL_NAMES, path_range, require_unit, unit_by_code, unit_code_argument
@@ -214,8 +214,7 @@ async def create_broadcast(
 def count_by_channel(targets: list[Target]) -> str:
     counts = Counter(t.channel for t in targets)
     return ", ".join(
-        f"{CHANNEL_NAMES.get(channel, channel)}: {vn_number(n)}"
-        for channel, n in sorted(counts.items())
+        f"{channel_name(channel)}: {vn_number(n)}" for channel, n in sorted(counts.items())
     )
 
 

@@ -9,9 +9,10 @@ __all__ = ["CHANNEL_NAMES", "channel_name", "vn_date", "vn_datetime", "vn_number
 CHANNEL_NAMES = {"telegram": "Telegram", "zalo": "Zalo", "console": "máy tính"}
 
 
-def channel_name(channel: str) -> str:
-    """``Telegram``, ``Zalo``, ``máy tính`` (the terminal)."""
-    return CHANNEL_NAMES.get(channel, channel)
+def channel_name(channel: str, *, capitalised: bool = False) -> str:
+    """``Telegram``, ``Zalo``, ``máy tính`` (the terminal; ``Máy tính`` in a column)."""
+    name = CHANNEL_NAMES.get(channel, channel)
+    return name[:1].upper() + name[1:] if capitalised else name
 
 
 def vn_date(value: date) -> str:

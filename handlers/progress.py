@@ -24,7 +24,7 @@ from bot.storage.models import ProgressEvent, ProgressStatus, Task, Unit
 from handlers.context import Context, UserError
 from handlers.dates import DateError, parse_completion
 from handlers.dates import describe as describe_date
-from handlers.formatting import CHANNEL_NAMES, vn_date, vn_datetime
+from handlers.formatting import channel_name, vn_date, vn_datetime
 from handlers.people import Identity, can_manage
 from handlers.qa import looks_like_question
 from handlers.routing import HandlerResult
@@ -538,7 +538,7 @@ async def _save(ctx: Context, identity: Identity, nonce: str) -> Reply:
     ]
     if note:
         lines.append(f"• Ghi chú: {note}")
-    channel = CHANNEL_NAMES.get(ctx.conversation.channel, ctx.conversation.channel)
+    channel = channel_name(ctx.conversation.channel)
     lines.append(
         f"• Người báo cáo: {identity.person.name}, lúc "
         f"{vn_datetime(event.created_at.astimezone(ctx.zone))} qua {channel}"

@@ -12,15 +12,14 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from handlers.formatting import vn_date
+from handlers.formatting import channel_name, vn_date
 from handlers.progress import STATUS_LABELS
 from handlers.rollup import Rollup, unit_rows
 from handlers.units import LEVEL_NAMES
 
-__all__ = ["CHANNEL_LABELS", "chart_png", "write_workbook"]
+__all__ = ["chart_png", "write_workbook"]
 
 MAX_BARS = 40
-CHANNEL_LABELS = {"telegram": "Telegram", "zalo": "Zalo", "console": "Máy tính"}
 DATE_FORMAT = "DD/MM/YYYY"
 DATETIME_FORMAT = "DD/MM/YYYY HH:MM"
 PERCENT_FORMAT = "0%"
@@ -216,7 +215,7 @@ async def write_workbook(
                     sheet.formatted(row.done_on, DATE_FORMAT),
                     sheet.text(row.note),
                     sheet.text(row.reporter),
-                    CHANNEL_LABELS.get(row.channel, row.channel) if row.channel else None,
+                    channel_name(row.channel, capitalised=True) if row.channel else None,
                     sheet.formatted(updated, DATETIME_FORMAT),
                     "Có" if item.overdue and row.status != "done" else None,
                 ]

@@ -315,17 +315,23 @@ def path_range(unit: Unit) -> tuple[str, str]:
 
 
 async def unit_by_code(session: AsyncSession, code: str) -> Unit | None:
-    """The unit with this code; case does not matter (``tng.py`` is ``TNG.PY``)."""
+    """The unit with this code: the exact code first, else the one code that matches it
+    ignoring case (``tng.py`` finds ``TNG.PY``). Two stored codes differing only in case
+    (possible in data from before imports refused them) make that ambiguous: a
+    :class:`UserError` asks for the exact code."""
     code = code.strip()
     if not code:
         return None
     found = (await session.exec(select(Unit).where(Unit.code == code))).first()
     if found is not None:
         return found
-    matches = (
-        await session.exec(select(Unit).where(func.lower(col(Unit.code)) == code.lower()))
-    ).all()
-    return matches[0] if len(matches) == 1 else None
+    # Codes are ASCII (CODE_RE): lower() means the same on every database.
+    statement = select(Unit).where(func.lower(col(Unit.code)) == code.lower()).limit(3)
+    matches = list((await session.exec(statement)).all())
+    if len(matches) > 1:
+        codes = ", ".join(sorted(u.code for u in matches))
+        raise UserError(f"Mã {code} khớp với nhiều đơn vị ({codes}): xin gõ đúng chữ hoa, thường.")
+    return matches[0] if matches else None
 
 
 def unit_code_argument(text: str, usage: str) -> str:

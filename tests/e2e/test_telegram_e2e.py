@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.channels.telegram import COMMANDS
 from tests.conftest import ROOT, require
 from tests.e2e.telegram_emulator import EMULATOR_DIR, TelegramEmulator
 
@@ -62,11 +61,31 @@ def run_env(tmp_path: Path, emulator: TelegramEmulator) -> dict[str, str]:
     return env
 
 
+async def _cli(*args: str, env: dict[str, str], cwd: Path) -> str:
+    process = await _troly(*args, env=env, cwd=cwd)
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()
+
+
 async def test_troly_run_answers_on_telegram(
     emulator: TelegramEmulator, run_env: dict[str, str], tmp_path: Path
 ) -> None:
     upgrade = await _troly("db", "upgrade", env=run_env, cwd=tmp_path)
     assert await upgrade.wait() == 0
+    units = tmp_path / "don-vi.csv"
+    units.write_text(
+        "code,name,level,parent_code\n"
+        "TNG,Đảng bộ tỉnh Thái Nguyên,truc_thuoc_tw,\n"
+        "TNG.PL,Đảng ủy xã Phú Lương,xa,TNG\n"
+        "TNG.PY,Đảng ủy phường Phổ Yên,xa,TNG\n",
+        encoding="utf-8",
+    )
+    await _cli("units", "import", str(units), env=run_env, cwd=tmp_path)
+    invitation = await _cli(
+        "invite", "create", "--unit", "tng", "--role", "unit_admin", env=run_env, cwd=tmp_path
+    )
+    admin_link = invitation.split("https://t.me/troly_test_bot?start=")[1].split()[0]
 
     process = await _troly("run", env=run_env, cwd=tmp_path)
     try:
@@ -76,7 +95,8 @@ async def test_troly_run_answers_on_telegram(
         assert "tháng 8/2025" in reply["text"]
         assert "Nguồn: Kết luận 185-KL/TW" in reply["text"]
 
-        # A vague question offers buttons; pressing one answers it.
+        # A vague question offers buttons; pressing one answers it, and the keyboard is
+        # closed with the choice shown (an old button cannot be pressed again).
         await official.send_text("kết luận 185")
         [choices] = await official.wait_for_bot_messages(min_count=1, timeout=30)
         keyboard = choices["reply_markup"]["inline_keyboard"]
@@ -85,17 +105,53 @@ async def test_troly_run_answers_on_telegram(
         await official.press_button(data, message=choices)
         [picked] = await official.wait_for_bot_messages(min_count=1, timeout=30)
         assert "Nguồn:" in picked["text"]
+        closed = await official.bot_message(choices["message_id"])
+        assert closed is not None and "reply_markup" not in closed
+        assert f"→ <b>{keyboard[0][0]['text']}</b>" in closed["text"]  # HTML, unparsed
+        with pytest.raises(LookupError):
+            await official.press_button(data, message=choices["message_id"])
 
-        # The bot published its command menu in the default scope: that is what the
-        # official sees in the private chat, and what a group shows too.
-        menu = await emulator.visible_menu(TOKEN, chat_id=official.chat_id)
-        assert menu["scope"] == {"type": "default"}
-        assert [(c["command"], c["description"]) for c in menu["commands"]] == [
-            (c.command, c.description) for c in COMMANDS
-        ]
-        assert await emulator.visible_commands(TOKEN, -100777, user_id=7001) == [
-            c.command for c in COMMANDS
-        ]
+        # Menus: a stranger sees the short one, a group only /hoi and /help.
+        assert await emulator.visible_commands(TOKEN, official.chat_id) == ["hoi", "start", "help"]
+        assert await emulator.visible_commands(TOKEN, -100777, user_id=7001) == ["hoi", "help"]
+
+        # The provincial admin enrols by the link; their menu grows.
+        admin = emulator.client(TOKEN, user_id=7002, first_name="Trần Thị Bình")
+        await admin.send_text(f"/start {admin_link}")
+        [welcome] = await admin.wait_for_bot_messages(min_count=1, timeout=30)
+        assert "quản trị đơn vị của Đảng bộ tỉnh Thái Nguyên" in welcome["text"]
+        await _wait_for(lambda: admin.visible_commands(), "tiendo")
+        assert {"baocao", "tiendo", "thongbao", "moi"} <= set(await admin.visible_commands())
+
+        # The admin makes a code for a commune and taps it to check: still an admin.
+        await admin.send_text("/moi tng.pl canbo")
+        [made] = await admin.wait_for_bot_messages(min_count=1, timeout=30)
+        commune_link = made["text"].split("?start=")[1].split()[0]
+        await admin.send_text(f"/start {commune_link}")
+        [kept] = await admin.wait_for_bot_messages(min_count=1, timeout=30)
+        assert "vai trò của đồng chí giữ nguyên" in kept["text"]
+        # ... and the code still enrols the commune's official.
+        await official.send_text(f"/start {commune_link}")
+        [enrolled] = await official.wait_for_bot_messages(min_count=1, timeout=30)
+        assert "cán bộ báo cáo của Đảng ủy xã Phú Lương" in enrolled["text"]
+        await _wait_for(lambda: official.visible_commands(), "baocao")
+        assert "tiendo" not in await official.visible_commands()
+
+        # A group: chatter is ignored, a mention is answered, nothing private runs there.
+        group_admin = emulator.client(TOKEN, user_id=7002, chat_id=-100777)
+        stranger = emulator.client(TOKEN, user_id=7099, chat_id=-100777, first_name="Khách")
+        await stranger.send_text("Ai ký Kết luận 185?")
+        await stranger.mention_bot("Ai ký Kết luận 185?")
+        [answer] = await stranger.wait_for_bot_messages(min_count=1, timeout=30)
+        assert "Nguồn:" in answer["text"]
+        await group_admin.send_command("tiendo")
+        *_, pointer = await group_admin.wait_for_bot_messages(min_count=2, timeout=30)
+        assert "tin nhắn riêng" in pointer["text"]
+        assert "https://t.me/troly_test_bot?start=tiendo" in pointer["text"]
+        await asyncio.sleep(1)
+        group_messages = await stranger.bot_messages()
+        assert len(group_messages) == 2  # nothing for the chatter, no roll-up, no chart
+        assert not any("TIẾN ĐỘ" in (m.get("text") or "") for m in group_messages)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -105,6 +161,16 @@ async def test_troly_run_answers_on_telegram(
     assert code == 0, stderr
     # setMyCommands succeeded, so the bot had nothing to log about it.
     assert "setMyCommands is not available" not in stderr
-    # The token never reaches the output.
+    # The token never reaches the output, nor does an invitation code.
     assert TOKEN not in stdout + stderr
     assert TOKEN.split(":")[1] not in stdout + stderr
+    assert admin_link not in stdout + stderr and commune_link not in stdout + stderr
+
+
+async def _wait_for(read, wanted: str, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    """The command menu is set just after the reply: wait until it shows ``wanted``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while wanted not in await read():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{wanted!r} never appeared in the menu")
+        await asyncio.sleep(0.1)

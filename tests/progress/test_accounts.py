@@ -26,7 +26,6 @@ from handlers.accounts import (
     activate_person,
     creator_names,
     deactivate_person,
-    find_unit,
     get_unit,
     invitation_text,
     list_invites,
@@ -38,7 +37,7 @@ from handlers.broadcast import create_broadcast, parse_audience, recipients
 from handlers.context import UserError
 from handlers.people import INVALID_CODE, identify
 from handlers.progress import NOT_ENROLLED
-from handlers.units import UnitRow, apply_rows, unit_by_code
+from handlers.units import UnitImportError, UnitRow, apply_rows, unit_by_code
 from knowledge import Knowledge
 from tests.conftest import Chat, Clock, make_app
 from tests.progress.conftest import Enrol, build_tree, invite_code
@@ -104,24 +103,31 @@ def test_invitation_text_per_configured_channel() -> None:
 
 async def test_unit_codes_match_ignoring_case(tree: AsyncEngine) -> None:
     async with make_session_factory(tree)() as session:
-        found = await find_unit(session, " hn.bd ")
+        found = await unit_by_code(session, " hn.bd ")
         assert found is not None and found.code == "HN.BD"
-        assert await find_unit(session, "HN.XX") is None
-        with pytest.raises(UserError, match=r"Không tìm thấy đơn vị có mã HN\.XX"):
+        assert await unit_by_code(session, "HN.XX") is None
+        with pytest.raises(UserError, match=r"Không tìm thấy đơn vị có mã «HN\.XX»"):
             await get_unit(session, "HN.XX")
         hp = await get_unit(session, "hp")
         with pytest.raises(UserError, match="không thuộc phạm vi"):
             await get_unit(session, "hn.bd", scope=hp)
-        # Two codes that differ only in case: the exact one wins, a third spelling is refused.
-        await apply_rows(
-            session,
-            [UnitRow(2, "hn.bd", "Đơn vị viết thường", "co_so", "HN.BD")],
-            utcnow(),
+        # An import refuses a code that differs only in case from a stored one...
+        with pytest.raises(UnitImportError, match="differs only in case"):
+            await apply_rows(
+                session, [UnitRow(2, "hn.bd", "Đơn vị viết thường", "co_so", "HN.BD")], utcnow()
+            )
+        # ... but data from before that rule may hold two: the exact one wins, a third
+        # spelling is refused.
+        parent = await unit_by_code(session, "HN.BD")
+        assert parent is not None
+        session.add(
+            Unit(code="hn.bd", name="Đơn vị viết thường", level="co_so", parent_id=parent.id)
         )
-        exact = await find_unit(session, "hn.bd")
+        await session.flush()
+        exact = await unit_by_code(session, "hn.bd")
         assert exact is not None and exact.name == "Đơn vị viết thường"
         with pytest.raises(UserError, match="nhiều đơn vị"):
-            await find_unit(session, "Hn.Bd")
+            await unit_by_code(session, "Hn.Bd")
 
 
 # --------------------------------------------------------------------------- invitations
@@ -450,7 +456,7 @@ def test_cli_invite_list_and_revoke(cli_db: str) -> None:
     unknown = runner.invoke(cli, ["invite", "revoke", "42"])
     assert unknown.exit_code == 1 and "Không có mã mời số 42." in unknown.output
     bad_unit = runner.invoke(cli, ["invite", "list", "--unit", "XX"])
-    assert bad_unit.exit_code == 1 and "Không tìm thấy đơn vị có mã XX." in bad_unit.output
+    assert bad_unit.exit_code == 1 and "Không tìm thấy đơn vị có mã «XX»." in bad_unit.output
 
 
 def test_cli_people(cli_db: str) -> None:
@@ -490,9 +496,9 @@ def test_cli_people(cli_db: str) -> None:
     for args, message in [
         (["people", "deactivate", "7"], "Không có người dùng số 7."),
         (["people", "activate", "7"], "Không có người dùng số 7."),
-        (["people", "move", "1", "--unit", "XX"], "Không tìm thấy đơn vị có mã XX."),
+        (["people", "move", "1", "--unit", "XX"], "Không tìm thấy đơn vị có mã «XX»."),
         (["people", "move", "1", "--unit", "HN", "--role", "boss"], "Vai trò không hợp lệ: boss"),
-        (["people", "list", "--unit", "XX"], "Không tìm thấy đơn vị có mã XX."),
+        (["people", "list", "--unit", "XX"], "Không tìm thấy đơn vị có mã «XX»."),
     ]:
         result = runner.invoke(cli, args)
         assert result.exit_code == 1 and message in result.output, (args, result.output)

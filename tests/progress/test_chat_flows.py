@@ -235,8 +235,8 @@ async def test_invitation_texts_follow_the_configured_messengers(
     await enrol("TW", "admin", user_id="boss")
     zalo_only = Chat(make_app(knowledge, tree, clock=clock, channels=["zalo"]), user_id="boss")
     text = await zalo_only.say("/moi hn.bd canbo 5 30")  # any case
-    assert "Dùng được cho: 5 người. Hiệu lực: 30 ngày (đến hết ngày 19/9/2025)." in text
-    assert "Trên Zalo: nhắn mã" in text and "Telegram" not in text
+    assert "Dùng được cho 5 người. Hiệu lực 30 ngày, đến 10:00 ngày 19/9/2025." in text
+    assert "• Zalo: nhắn mã" in text and "Telegram" not in text
     both = Chat(
         make_app(
             knowledge, tree, clock=clock, channels=["zalo", "telegram"], bot_username="TL_bot"
@@ -244,7 +244,7 @@ async def test_invitation_texts_follow_the_configured_messengers(
         user_id="boss",
     )
     text = await both.say("/moi HN.BD")
-    assert "https://t.me/TL_bot?start=TL" in text and "Trên Zalo" in text
+    assert "https://t.me/TL_bot?start=TL" in text and "• Zalo: nhắn mã" in text
     assert "phần thừa «thêm»" in await both.say("/moi HN.BD canbo 1 14 thêm")
 
 

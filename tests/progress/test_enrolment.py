@@ -121,7 +121,11 @@ async def test_one_person_on_two_channels(tree: AsyncEngine, app: App, enrol: En
 async def test_admin_invites_from_the_chat(tree: AsyncEngine, app: App, enrol: Enrol) -> None:
     admin = await enrol("HN", "unit_admin", user_id="boss")
     text = await admin.say("/moi HN.SS canbo 1 7")
-    assert "Mã mời: TL-" in text and "Đảng ủy xã Sóc Sơn" in text and "Hiệu lực: 7 ngày" in text
+    assert (
+        "Mã mời: TL-" in text
+        and "Đảng ủy xã Sóc Sơn" in text
+        and "Hiệu lực 7 ngày, đến 10:00 ngày 27/8/2025." in text
+    )
     code = text.split("Mã mời: ")[1].split()[0]
     assert "đã được ghi nhận là cán bộ báo cáo" in await Chat(app, user_id="new").say(code)
     # Not outside the subtree, and not an admin code.
@@ -162,7 +166,7 @@ def test_cli_invite_create(
     assert f"nhắn mã {code} cho trợ lý trên Zalo" in both.stdout
     assert "https://t.me/TroLyKetLuanBot?start=" in both.stdout
     unknown = runner.invoke(cli, ["invite", "create", "--unit", "NOPE", "--role", "official"])
-    assert unknown.exit_code == 1 and "Không tìm thấy đơn vị có mã NOPE." in unknown.output
+    assert unknown.exit_code == 1 and "Không tìm thấy đơn vị có mã «NOPE»." in unknown.output
     boss = runner.invoke(cli, ["invite", "create", "--unit", "HN", "--role", "boss"])
     assert boss.exit_code == 1 and "Vai trò không hợp lệ: boss" in boss.output
 

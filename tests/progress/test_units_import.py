@@ -172,4 +172,4 @@ def test_cli_list_a_subtree_counts_the_subtree(
     assert "xem sâu hơn: --depth 2" in shallow.stdout
     unknown = runner.invoke(cli, ["units", "list", "--root", "NOPE"])
     assert unknown.exit_code == 1
-    assert "Không tìm thấy đơn vị có mã NOPE." in unknown.output
+    assert "Không tìm thấy đơn vị có mã «NOPE»." in unknown.output

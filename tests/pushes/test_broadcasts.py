@@ -16,7 +16,14 @@ from typer.testing import CliRunner
 from bot.cli import app as cli
 from bot.storage.db import create_engine, make_session_factory
 from bot.storage.models import Broadcast, OutboxMessage, PersonChannel
-from handlers.broadcast import Audience, AudienceError, parse_audience, recipients
+from handlers.broadcast import (
+    DEFAULT_SENDER,
+    Audience,
+    AudienceError,
+    parse_audience,
+    recipients,
+    with_header,
+)
 from handlers.units import unit_by_code
 from knowledge import Knowledge
 from scheduler.broadcasts import report_progress
@@ -381,7 +388,7 @@ def test_cli_send_reads_a_file_saved_with_a_bom(
     )
     assert sent.exit_code == 0, sent.output
     assert "Người nhận (unit:HN): 1 người (Zalo: 1)." in sent.stdout  # the code in any case
-    assert asyncio.run(stored()) == ([text], [text])
+    assert asyncio.run(stored()) == ([text], [with_header(text, DEFAULT_SENDER)])
     latin = tmp_path / "latin.txt"
     latin.write_bytes(b"\xd0\xe0i h\xf4i")  # Latin-1
     refused = CliRunner().invoke(
