@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from bot.storage.models import Conversation
-from handlers import admin, basic, broadcast, enrolment, progress, qa
+from handlers import admin, basic, broadcast, enrolment, manage, progress, qa
 from handlers.context import Context, UserError
 from handlers.people import looks_like_code
 from handlers.routing import Handler, HandlerResult, Route
@@ -45,10 +45,17 @@ ROUTES: tuple[Route, ...] = (
     Route("invite", admin.invite, commands=frozenset({"moi"}), private=True),
     Route("broadcast", broadcast.start, commands=frozenset({"thongbao"}), private=True),
     Route("broadcast_stop", broadcast.stop_command, commands=frozenset({"dung"}), private=True),
+    Route("people", manage.people, commands=frozenset({"canbo"}), private=True),
+    Route("person_off", manage.deactivate, commands=frozenset({"khoa"}), private=True),
+    Route("person_on", manage.activate, commands=frozenset({"molai"}), private=True),
+    Route("person_move", manage.move, commands=frozenset({"chuyen"}), private=True),
+    Route("invites", manage.invites, commands=frozenset({"mamoi"}), private=True),
+    Route("invite_revoke", manage.revoke, commands=frozenset({"thuhoi"}), private=True),
     Route("qa_pick", qa.pick_suggestion, payload_prefix=qa.SUGGESTION_PREFIX),
     Route("baocao_step", progress.on_button, payload_prefix=progress.PREFIX, private=True),
     Route("broadcast_step", broadcast.on_button, payload_prefix=broadcast.PREFIX, private=True),
     Route("enrol_step", enrolment.on_button, payload_prefix=enrolment.PREFIX, private=True),
+    Route("manage_step", manage.on_button, payload_prefix=manage.PREFIX, private=True),
     Route("unknown_command", basic.unknown_command, when=lambda m, _: m.command is not None),
     Route("stale_button", basic.stale_button, kinds=frozenset({"button"})),
     Route(
@@ -84,6 +91,7 @@ _EXPIRY = {
     progress.FLOW: progress.expired_notice,
     broadcast.FLOW: broadcast.expired_notice,
     enrolment.FLOW: enrolment.expired_notice,
+    manage.FLOW: manage.expired_notice,
 }
 
 

@@ -27,7 +27,7 @@ from handlers.people import Identity
 from handlers.tasks import applicable_tasks
 from handlers.units import LEVEL_NAMES, path_range, require_unit, unit_by_code, unit_code_argument
 from knowledge import LEVELS
-from scheduler.broadcasts import final_report
+from scheduler.broadcasts import PROGRESS_MIN_TOTAL, final_report
 from scheduler.outbox import Push, broadcast_status, cancel_broadcast, enqueue_many
 
 __all__ = [
@@ -505,6 +505,11 @@ async def _send(ctx: Context, identity: Identity, nonce: str, *, urgent: bool) -
     _reset(ctx)
     ctx.conversation.data = {"sent_nonce": nonce, "broadcast_id": broadcast.id}
     ctx.log.route = "broadcast_urgent" if urgent else "broadcast_created"
+    follow = (
+        "Tôi sẽ báo tiến độ trong khi gửi và kết quả khi gửi xong."
+        if broadcast.total >= PROGRESS_MIN_TOTAL
+        else "Tôi sẽ báo kết quả khi gửi xong."
+    )
     when = " Gửi ngay (khẩn)." if urgent else ""
     if start_at > ctx.now:
         local = vn_datetime(start_at.astimezone(ctx.zone))
@@ -512,7 +517,7 @@ async def _send(ctx: Context, identity: Identity, nonce: str, *, urgent: bool) -
     return Reply(
         text=(
             f"Đã xếp lịch gửi thông báo #{broadcast.id} cho {vn_number(broadcast.total)} người."
-            f"{when} Tôi sẽ báo tiến độ và kết quả khi gửi xong."
+            f"{when} {follow}"
         ),
         buttons=_after_send(broadcast.id or 0),
     )

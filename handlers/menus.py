@@ -28,7 +28,7 @@ CANCEL = ("huy", "Hủy thao tác đang làm")
 PROGRESS = ("tiendo", "Xem tiến độ các đơn vị")
 BROADCAST = ("thongbao", "Gửi thông báo cho cán bộ")
 INVITE = ("moi", "Tạo mã mời cho một đơn vị")
-PEOPLE = ("canbo", "Xem và quản lý cán bộ của đơn vị")
+PEOPLE = ("canbo", "Xem cán bộ; khóa, mở lại, chuyển đơn vị")
 INVITES = ("mamoi", "Xem và thu hồi mã mời")
 
 GUEST_MENU = Menu("guest", (ASK, START, HELP))

@@ -312,3 +312,44 @@ async def test_the_command_menu_follows_the_role(tree: AsyncEngine, app: App) ->
     await telegram.send_text(await invite_code(tree, "HN.BD.CB1", "official"), user_id=22)
     chi_bo = telegram.calls_of("setMyCommands")[-1]
     assert "baocao" not in [c["command"] for c in chi_bo.params["commands"]]
+
+
+# --------------------------------------------------------------------------- managing accounts
+
+
+async def test_a_unit_admin_manages_people_and_invitations_in_chat(
+    tree: AsyncEngine, app: App, enrol: Enrol
+) -> None:
+    admin = await enrol("HN", "unit_admin", user_id="boss", channel="zalo")
+    official = await enrol("HN.BD", "official", user_id="u1")
+    await enrol("HP.CH", "official", user_id="far")  # outside the subtree
+    listing = await admin.say("/canbo")
+    assert "Cán bộ ở Đảng bộ thành phố Hà Nội: 2 đang hoạt động" in listing
+    assert "Cát Hải" not in listing
+    number = listing.split("cán bộ báo cáo, Đảng ủy phường Ba Đình")[0].rsplit("#", 1)[1].split()[0]
+    far = await admin.say("/khoa 3")
+    assert "Không tìm thấy cán bộ số 3 trong phạm vi" in far
+    confirm = await admin.say(f"/khoa {number}")
+    assert "Khóa tài khoản của Đồng chí" in confirm
+    assert numbered_choice(confirm, "Không, giữ nguyên") == "1"  # the safe answer first
+    assert "Đã giữ nguyên" in await admin.say("1")
+    assert "Nhiệm vụ của" in await official.say("/baocao")
+    confirm = await admin.say(f"/khoa {number}")
+    assert "Đã khóa tài khoản" in await admin.say(numbered_choice(confirm, "Đồng ý"))
+    assert "chưa có tài khoản" in await official.say("/toi")
+    assert "Đã mở lại" in await admin.say(f"/molai {number}")
+    confirm = await admin.say(f"/chuyen {number} hn.ss")
+    assert "thành cán bộ báo cáo của Đảng ủy xã Sóc Sơn?" in confirm
+    await admin.say(numbered_choice(confirm, "Đồng ý"))
+    assert "Đảng ủy xã Sóc Sơn" in await official.say("/toi")
+    assert "tự khóa" in await admin.say("/khoa 1")
+    assert "quản trị hệ thống" in await admin.say(f"/chuyen {number} HN.SS admin")
+    # Invitations: listed without their codes, revoked by number.
+    made = await admin.say("/moi HN.SS canbo 3")
+    code = made.split("Mã mời: ")[1].split()[0]
+    invites = await admin.say("/mamoi")
+    assert "Đảng ủy xã Sóc Sơn (HN.SS) — cán bộ báo cáo; đã dùng 0/3" in invites
+    assert code not in invites
+    invite_id = invites.split("(HN.SS) — cán bộ báo cáo; đã dùng 0/3")[0].rsplit("#", 1)[1].strip()
+    assert "Đã thu hồi mã mời" in await admin.say(f"/thuhoi {invite_id}")
+    assert "không hợp lệ" in await Chat(app, user_id="late").say(code)
