@@ -233,7 +233,12 @@ def _scope(identity: Identity) -> Unit | None:
 
 
 def sender_of(identity: Identity) -> str:
-    return f"{identity.unit.name} (đồng chí {identity.person.name} gửi)"
+    """«Đảng bộ tỉnh X (đồng chí Nguyễn Văn A gửi)»; the unit alone when the person's name
+    is not known (enrolled without a display name)."""
+    name = identity.person.name.strip()
+    if not name or name.lower() == "đồng chí":
+        return identity.unit.name
+    return f"{identity.unit.name} (đồng chí {name} gửi)"
 
 
 def _set(ctx: Context, step: str, **data: object) -> None:

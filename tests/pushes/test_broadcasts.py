@@ -102,10 +102,7 @@ async def test_thongbao_flow_preview_confirm_and_stop(
     preview = await manager.press(choices["Tất cả cán bộ (3 người)"])
     text = preview[0].text
     assert "người nhận sẽ thấy đúng như sau" in text
-    assert (
-        "THÔNG BÁO của Đảng bộ thành phố Hà Nội (đồng chí Đồng chí gửi):\n\n"
-        "Kính gửi các đồng chí: họp giao ban" in text
-    )
+    assert "THÔNG BÁO của Đảng bộ thành phố Hà Nội:\n\nKính gửi các đồng chí: họp giao ban" in text
     assert "Gửi cho tất cả cán bộ trong phạm vi: 3 người (Telegram: 2, Zalo: 1)." in text
     send = next(b for b in preview[0].flat_buttons if b.label.startswith("Gửi cho"))
     done = await manager.press(send.payload)
@@ -395,3 +392,15 @@ def test_cli_send_reads_a_file_saved_with_a_bom(
         cli, ["broadcast", "send", "--to", "all", "--text-file", str(latin), "--yes"]
     )
     assert refused.exit_code == 1 and "không phải văn bản UTF-8" in refused.output
+
+
+def test_the_header_names_the_sender_when_known() -> None:
+    from bot.storage.models import Person, Unit
+    from handlers.broadcast import sender_of
+    from handlers.people import Identity
+
+    unit = Unit(code="HN", name="Đảng bộ thành phố Hà Nội", level="truc_thuoc_tw")
+    named = Identity(Person(name="Trần Thị Bình", unit_id=1, role="unit_admin"), unit)
+    assert sender_of(named) == "Đảng bộ thành phố Hà Nội (đồng chí Trần Thị Bình gửi)"
+    unnamed = Identity(Person(name="Đồng chí", unit_id=1, role="unit_admin"), unit)
+    assert sender_of(unnamed) == "Đảng bộ thành phố Hà Nội"
