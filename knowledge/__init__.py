@@ -26,6 +26,7 @@ from knowledge.base import (
     default_knowledge_dir,
     load_knowledge_base,
 )
+from knowledge.reasoning import Turn
 from knowledge.search import (
     Lexicon,
     SearchEngine,
@@ -46,6 +47,7 @@ __all__ = [
     "SearchEngine",
     "SearchResult",
     "Source",
+    "Turn",
     "check_directory",
     "default_knowledge_dir",
     "load_knowledge",
@@ -59,8 +61,9 @@ class Knowledge:
     base: KnowledgeBase
     engine: SearchEngine
 
-    def search(self, question: str) -> SearchResult:
-        return self.engine.search(question)
+    def search(self, question: str, previous: Turn | None = None) -> SearchResult:
+        """Answer a message; ``previous``: the conversation's last turn (follow-ups)."""
+        return self.engine.search(question, previous)
 
 
 log = logging.getLogger(__name__)
@@ -90,7 +93,8 @@ def load_knowledge(
             return cached
     base = load_knowledge_base(directory)
     lexicon = load_lexicon(lexicon_path)
-    knowledge = Knowledge(base=base, engine=SearchEngine(base.entries.values(), lexicon))
+    engine = SearchEngine(base.entries.values(), lexicon, deadlines=base.deadlines.values())
+    knowledge = Knowledge(base=base, engine=engine)
     if cache_file is not None:
         _write_cache(cache_file, knowledge)
     return knowledge

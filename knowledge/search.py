@@ -19,17 +19,20 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
-from knowledge.base import Entry, KnowledgeError, Problem
-from knowledge.normalize import nfc, roman_to_int, words
+from knowledge.base import Deadline, Entry, KnowledgeError, Problem
+from knowledge.normalize import fold, nfc, roman_to_int, words
+from knowledge.reasoning import Turn, claimed_period, deadline_verdict, looks_like_followup
+from knowledge.understand import EntityVocabulary, Focus, Mentions, focus, load_entities
 from knowledge.yamlfile import LineDict, LineList, YamlError, load_yaml
 
 __all__ = [
@@ -313,6 +316,41 @@ class Analyzer:
         return found
 
 
+# A folded Vietnamese syllable: onset, vowel nucleus, final consonant.
+_SYLLABLE_RE = re.compile(
+    r"(?:ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|b|c|d|g|h|k|l|m|n|p|r|s|t|v|x)?"
+    r"(?:uye|uya|ieu|yeu|uoi|uou|oai|oay|oao|oeo|uay|uai|ai|ao|au|ay|eo|eu|ia|ie|iu|oa|oe|"
+    r"oi|ua|ue|ui|uo|uu|uy|ye|a|e|i|o|u|y)"
+    r"(?:ch|nh|ng|c|m|n|p|t)?"
+)
+_TELEX_PAIRS = (
+    ("dd", "d"),
+    ("aa", "a"),
+    ("aw", "a"),
+    ("ee", "e"),
+    ("oo", "o"),
+    ("ow", "o"),
+    ("uw", "u"),
+)
+_TELEX_TONES = frozenset("sfrxj")
+
+
+def _detelex(token: str) -> str:
+    """``token`` with Telex accent keys removed: "dduowcj" -> "duoc", "keets" -> "ket"."""
+    plain = token
+    for pair, letter in _TELEX_PAIRS:
+        plain = plain.replace(pair, letter)
+    vowels = "aeiouy"
+    if len(plain) > 2 and plain[-1] in _TELEX_TONES and any(c in vowels for c in plain[:-1]):
+        plain = plain[:-1]
+    else:  # a tone key typed before the final consonant ("tieesng")
+        for index in range(1, len(plain) - 1):
+            if plain[index] in _TELEX_TONES and plain[index - 1] in vowels:
+                plain = plain[:index] + plain[index + 1 :]
+                break
+    return plain
+
+
 def _roman_sub(match: re.Match[str]) -> str:
     value = roman_to_int(match.group(0))
     return str(value) if value is not None else match.group(0)
@@ -338,14 +376,25 @@ def _contains(haystack: Sequence[str], needle: Phrase) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    """The outcome of one question; ``score`` is the confidence in ``entry`` (0..1)."""
+    """The outcome of one question; ``score`` is the confidence in ``entry`` (0..1).
+
+    ``text``: the reply when it is not the entry's answer as written — a verdict composed
+    from the structured deadlines before it, or, with ``reason == "not_stated"``, the entry
+    that says plainly what the sources do not state (then ``matched`` is False and ``entry``
+    is that entry, for its citation). ``turn``: what a conversation keeps to resolve a
+    follow-up to this question.
+    """
 
     query: str
     matched: bool
     entry: Entry | None
     score: float
     suggestions: tuple[Entry, ...]
-    reason: str  # "ok", "empty", "vague", "low_confidence", "number", "intent", "out_of_scope"
+    reason: str  # "ok", "empty", "vague", "low_confidence", "number", "intent", "out_of_scope",
+    #              "not_stated", "followup" (a follow-up with nothing to follow), entity kinds
+    text: str | None = None
+    turn: Turn | None = None
+    verdict: bool | None = None  # a checked plan or claim: in time / right (None: no verdict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +412,9 @@ class _Doc:
     phrasings: tuple[str, ...]  # canonical title and questions, for the fuzzy score
     facts: _Facts
     scope: frozenset[int]  # indices of the out-of-scope subjects the entry itself names
+    mentions: Mentions  # the entities the entry names (and the document it cites)
+    levels: frozenset[str]  # the levels the entry is about (declared, or from its deadline)
+    not_stated: bool  # the entry says what the sources do not state
 
 
 class SearchEngine:
@@ -371,9 +423,29 @@ class SearchEngine:
     FUZZY_WEIGHT = 0.4
     BM25_RANK_WEIGHT = 0.1
 
-    def __init__(self, entries: Iterable[Entry], lexicon: Lexicon) -> None:
+    def __init__(
+        self,
+        entries: Iterable[Entry],
+        lexicon: Lexicon,
+        *,
+        deadlines: Iterable[Deadline] = (),
+        entities_path: Path | None = None,
+    ) -> None:
         self.lexicon = lexicon
         self.analyzer = Analyzer(lexicon)
+        self.vocabulary: EntityVocabulary = load_entities(self.analyzer.canonical, entities_path)
+        generic = self.vocabulary.generic_bodies
+        deadline_list = list(deadlines)
+        entry_levels: dict[str, set[str]] = {}
+        for deadline in deadline_list:
+            if deadline.entry is not None:
+                entry_levels.setdefault(deadline.entry, set()).update(deadline.levels)
+        # Each deadline with what it is about ("đại hội", "quy chế làm việc"...).
+        self._deadlines: tuple[tuple[Deadline, frozenset[str]], ...] = tuple(
+            (d, self.vocabulary.find(self.analyzer.canonical(d.what)).topics) for d in deadline_list
+        )
+        self._generic_bodies = generic
+        self.semantic: Any = None  # a semantic index, attached by the loader when available
         docs: list[_Doc] = []
         vocabulary: Counter[str] = Counter()
         analyzer = self.analyzer
@@ -392,6 +464,11 @@ class SearchEngine:
                 [vocab.setdefault(f, len(vocab)) for seg in segments for f in features(seg)]
             )
             intents = frozenset().union(*(analyzer.intents(t) for t in phrasing_tokens))
+            found = self.vocabulary.find(tokens)
+            document = self.vocabulary.source_documents.get(entry.source)
+            if document is not None:
+                found = replace(found, documents=found.documents | {document})
+            declared = tuple(getattr(entry, "levels", ()) or ())
             docs.append(
                 _Doc(
                     entry=entry,
@@ -402,6 +479,9 @@ class SearchEngine:
                         for index, phrase in enumerate(analyzer.out_of_scope)
                         if _contains(tokens, phrase)
                     ),
+                    mentions=found,
+                    levels=frozenset(declared) | frozenset(entry_levels.get(entry.id, ())),
+                    not_stated=getattr(entry, "kind", "answer") == "not_stated",
                 )
             )
         self._docs = docs
@@ -462,11 +542,20 @@ class SearchEngine:
     # ------------------------------------------------------------------ typo correction
 
     def _correct(self, token: str) -> Phrase:
-        if token in self._known or token.isdigit() or len(token) < 4:
+        if token in self._known or token.isdigit() or len(token) < 3:
             return (token,)
         return self._correct_cached(token)
 
     def _correct_uncached(self, token: str) -> Phrase:
+        # Telex leftovers ("dduowcj", "keets", "cuar"): the letters that only mark accents
+        # are dropped (folding drops accents anyway).
+        plain = _detelex(token)
+        if plain != token and (plain in self._known or _SYLLABLE_RE.fullmatch(plain)):
+            return (plain,)
+        # A real Vietnamese syllable the knowledge base does not use ("chúng", "tụi") is a
+        # word, not a typo: left alone rather than turned into a known look-alike.
+        if _SYLLABLE_RE.fullmatch(token):
+            return (token,)
         limit = 1 if len(token) < 7 else 2
         best: tuple[int, int, str] | None = None  # (distance, -frequency, word)
         for length in range(len(token) - limit, len(token) + limit + 1):
@@ -523,28 +612,38 @@ class SearchEngine:
         hit[hit] = order[position[hit]] == held[hit]
         return np.bincount(owner[hit], weights=self._idf[held[hit]], minlength=len(candidates))
 
-    def search(self, query: str) -> SearchResult:
-        tokens = self.analyzer.canonical(query, correct=self._correct)[:_MAX_QUERY_TOKENS]
-        if not tokens:
-            return SearchResult(query, False, None, 0.0, (), "empty")
+    def _rank(
+        self, tokens: list[str]
+    ) -> tuple[list[tuple[float, float, float, int]], float, np.ndarray] | None:
+        """Lexical candidates for ``tokens``: (rank, confidence, coverage, entry index), best
+        first; also the question's information mass and its known feature ids."""
         query_features = list(dict.fromkeys(features(tokens)))
         feature_ids = [self._vocab.get(f) for f in query_features]
         ids = [i for i in feature_ids if i is not None]
         if not ids:
-            return SearchResult(query, False, None, 0.0, (), "low_confidence")
+            return None
         scores = self._bm25.get_scores(ids)
         k = min(self.lexicon.candidates, len(scores))
         top = [int(i) for i in np.argpartition(-scores, k - 1)[:k] if scores[i] > 0]
         if not top:
-            return SearchResult(query, False, None, 0.0, (), "low_confidence")
-        best_bm25 = float(max(scores[i] for i in top))
-
+            return None
         known = np.asarray(ids, dtype=np.int32)  # distinct: features were deduplicated
         total = float(self._idf[known].sum()) + self._idf_unknown * (len(feature_ids) - len(ids))
-        covered = self._covered(top, known)
+        return self._score(top, tokens, known, total, scores), total, known
+
+    def _score(
+        self,
+        candidates: list[int],
+        tokens: list[str],
+        known: np.ndarray,
+        total: float,
+        bm25: np.ndarray | None,
+    ) -> list[tuple[float, float, float, int]]:
+        covered = self._covered(candidates, known)
+        best_bm25 = float(max(bm25[i] for i in candidates)) if bm25 is not None else 0.0
         query_text = " ".join(tokens)
-        ranked: list[tuple[float, float, int]] = []
-        for position, i in enumerate(top):
+        ranked: list[tuple[float, float, float, int]] = []
+        for position, i in enumerate(candidates):
             doc = self._docs[i]
             coverage = float(covered[position]) / total if total else 0.0
             fuzzy = (
@@ -552,11 +651,69 @@ class SearchEngine:
                 / 100.0
             )
             confidence = (1 - self.FUZZY_WEIGHT) * coverage + self.FUZZY_WEIGHT * fuzzy
-            rank = confidence + self.BM25_RANK_WEIGHT * float(scores[i]) / best_bm25
-            ranked.append((rank, confidence, i))
+            lexical = float(bm25[i]) / best_bm25 if bm25 is not None and best_bm25 else 0.0
+            rank = confidence + self.BM25_RANK_WEIGHT * lexical
+            ranked.append((rank, confidence, coverage, i))
         ranked.sort(reverse=True)
+        return ranked
 
-        facts = self._facts(query, tokens, self.analyzer.intents(tokens), skip_dates=True)
+    def search(self, query: str, previous: Turn | None = None) -> SearchResult:
+        """Answer ``query`` (a whole message); ``previous``: the conversation's last turn,
+        for a follow-up such as «Còn cấp tỉnh thì sao?»."""
+        asked = focus(query)
+        if asked.no_question:
+            return SearchResult(query, False, None, 0.0, (), "no_question")
+        text = _without(asked.query, asked.negated)
+        tokens = self.analyzer.canonical(text, correct=self._correct)[:_MAX_QUERY_TOKENS]
+        if not tokens:
+            return SearchResult(query, False, None, 0.0, (), "empty")
+        mentions = self.vocabulary.find(tokens)
+        content = sum(1 for t in tokens if t not in _FUNCTION_WORDS)
+        follow = previous is not None and looks_like_followup(asked.query, mentions, content)
+        search_tokens = tokens
+        about = mentions
+        if follow and previous is not None:
+            earlier = self.analyzer.canonical(previous.query, correct=self._correct)
+            search_tokens = (tokens + earlier)[:_MAX_QUERY_TOKENS]
+            about = mentions.merged(previous.mentions)
+        elif previous is None and content <= 3 and _bare_followup(asked.query, mentions):
+            return SearchResult(query, False, None, 0.0, (), "followup")
+        context = (
+            self.vocabulary.find(self.analyzer.canonical(asked.background))
+            if asked.background
+            else Mentions()
+        )
+        turn_query = " ".join(search_tokens)
+        composed = self._deadline_answer(
+            query, asked, text, search_tokens, about, context, own=mentions, followup=follow
+        )
+        if composed is not None:
+            return replace(
+                composed,
+                turn=Turn(turn_query, composed.entry.id if composed.entry else None, about),
+            )
+        result = self._retrieve(query, asked, text, search_tokens, about, own=tokens)
+        entry_id = result.entry.id if result.entry is not None else None
+        return replace(result, turn=Turn(turn_query, entry_id, about))
+
+    def _retrieve(
+        self,
+        query: str,
+        asked: Focus,
+        text: str,
+        tokens: list[str],
+        about: Mentions,
+        *,
+        own: list[str],
+    ) -> SearchResult:
+        """Lexical search over ``tokens`` (with a follow-up's earlier question), semantic
+        fusion when that is not enough; the guards compare the facts of this message
+        (``own`` tokens) and the entities it is about."""
+        lexical = self._rank(tokens)
+        if lexical is None:
+            return SearchResult(query, False, None, 0.0, (), "low_confidence")
+        ranked, total, known = lexical
+        facts = self._facts(text, own, self.analyzer.intents(own), skip_dates=True)
         query_scope = frozenset(
             index
             for index, phrase in enumerate(self.analyzer.out_of_scope)
@@ -564,9 +721,11 @@ class SearchEngine:
         )
         best: tuple[float, int] | None = None
         reason = "low_confidence"
-        for _, confidence, i in ranked:
+        for _, confidence, _, i in ranked:
             doc = self._docs[i]
-            problem = _guard(doc, facts, query_scope)
+            problem = _guard(doc, facts, query_scope, yesno=asked.yesno) or self._conflict(
+                about, doc, yesno=asked.yesno
+            )
             if problem is None:
                 best = (confidence, i)
                 break
@@ -579,17 +738,280 @@ class SearchEngine:
         if vague:
             reason = "vague"
         elif best is not None and best[0] >= threshold:
-            entry = self._docs[best[1]].entry
-            return SearchResult(query, True, entry, round(best[0], 4), (), "ok")
+            doc = self._docs[best[1]]
+            return self._found(query, doc, best[0])
+        elif self.semantic is not None:
+            fused = self._fused(
+                text, tokens, known, total, ranked, facts, query_scope, about, asked
+            )
+            if fused is not None:
+                return self._found(query, self._docs[fused[1]], fused[0])
         suggestions = tuple(
-            self._docs[i].entry for _, conf, i in ranked if conf >= self.lexicon.suggest_floor
+            self._docs[i].entry
+            for _, conf, _, i in ranked
+            if conf >= self.lexicon.suggest_floor and not self._docs[i].not_stated
         )[:3]
         score = best[0] if best is not None else 0.0
         return SearchResult(query, False, None, round(score, 4), suggestions, reason)
 
+    # Fusion of the lexical confidence with the semantic similarity (calibrated on the public
+    # samples and the team's held-out sets; `make bench` prints the figures).
+    SEMANTIC_CANDIDATES = 6
+    SEMANTIC_WEIGHT = 0.03
+    FUSED_THRESHOLD = 0.36
+    SEMANTIC_MIN_Z = 2.0
+    SEMANTIC_MIN_LEXICAL = 0.25  # some words in common: chit-chat has none
 
-def _guard(doc: _Doc, facts: _Facts, query_scope: frozenset[int]) -> str | None:
-    """Why ``doc`` cannot answer the question, or ``None`` if it may."""
+    def _fused(
+        self,
+        text: str,
+        tokens: list[str],
+        known: np.ndarray,
+        total: float,
+        ranked: list[tuple[float, float, float, int]],
+        facts: _Facts,
+        query_scope: frozenset[int],
+        about: Mentions,
+        asked: Focus,
+    ) -> tuple[float, int] | None:
+        """The best admissible entry by lexical confidence plus semantic similarity, when
+        the lexical evidence alone is not enough (paraphrases, chat, long messages)."""
+        similarity = self.semantic.scores(text)
+        if similarity is None:
+            return None
+        spread = float(similarity.std()) or 1.0
+        z = (similarity - float(similarity.mean())) / spread
+        candidates = dict.fromkeys(
+            [i for _, _, _, i in ranked]
+            + [int(i) for i in np.argsort(-similarity)[: self.SEMANTIC_CANDIDATES]]
+        )
+        scored = self._score(list(candidates), tokens, known, total, None)
+        fused = sorted(
+            (
+                (confidence + self.SEMANTIC_WEIGHT * float(z[i]), float(z[i]), i)
+                for _, confidence, _, i in scored
+            ),
+            reverse=True,
+        )
+        for value, zi, i in fused:
+            doc = self._docs[i]
+            if _guard(doc, facts, query_scope, yesno=asked.yesno) or self._conflict(
+                about, doc, yesno=asked.yesno
+            ):
+                continue
+            lexical = value - self.SEMANTIC_WEIGHT * zi
+            if (
+                value >= self.FUSED_THRESHOLD
+                and zi >= self.SEMANTIC_MIN_Z
+                and lexical >= self.SEMANTIC_MIN_LEXICAL
+            ):
+                return value, i
+            return None
+        return None
+
+    def _found(self, query: str, doc: _Doc, confidence: float) -> SearchResult:
+        if doc.not_stated:
+            return SearchResult(
+                query,
+                False,
+                doc.entry,
+                round(confidence, 4),
+                (),
+                "not_stated",
+                text=doc.entry.answer,
+            )
+        return SearchResult(query, True, doc.entry, round(confidence, 4), (), "ok")
+
+    def _conflict(self, about: Mentions, doc: _Doc, *, yesno: bool) -> str | None:
+        """Why the entities of the question rule ``doc`` out, or ``None``."""
+        held = doc.mentions
+        if about.levels:
+            # The first level named is the subject ("chi bộ trực thuộc đảng ủy xã", "đảng bộ
+            # phường … cùng đợt với thành phố").
+            subject = about.levels[0]
+            if doc.levels and subject not in doc.levels:
+                return "level"
+            if subject == "huyen" and "huyen" not in doc.levels:
+                return "level"  # districts are never mentioned by the sources
+        if about.documents and not about.documents & held.documents:
+            return "document"
+        bodies = about.bodies - self._generic_bodies
+        if bodies and not bodies & held.bodies:
+            return "body"
+        # A rule about levels holds for every province; an event (a working session) only
+        # for its own place.
+        if about.places and not about.places & held.places and (held.places or not doc.levels):
+            return "place"
+        if not yesno:  # in a yes/no question a post or a person may be the claim checked
+            if about.posts and not about.posts & held.posts:
+                return "post"
+            if about.persons and not about.persons & held.persons:
+                return "person"
+        return None
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _deadline_answer(
+        self,
+        query: str,
+        asked: Focus,
+        text: str,
+        tokens: list[str],
+        about: Mentions,
+        context: Mentions,
+        *,
+        own: Mentions,
+        followup: bool,
+    ) -> SearchResult | None:
+        """A question about when something is due (or a plan to check against it), for a
+        task whose deadline is structured: answered from ``deadlines.yaml``."""
+        topics = about.topics
+        if not topics or not self._deadlines:
+            return None
+        # What the question sentence itself asks ("… khi nào xong" in the story told before a
+        # question about content is not a deadline question).
+        question = asked.questions[-1] if asked.questions else asked.query
+        asked_tokens = tokens if followup else self.analyzer.canonical(question)
+        asks_time = "time" in self.analyzer.intents(asked_tokens)
+        if not (asks_time or asked.yesno or asked.plan):
+            return None
+        levels = about.levels or context.levels
+        chosen: Deadline | None = None
+        for topic in _TOPIC_ORDER:
+            if topic not in topics:
+                continue
+            found = [d for d, t in self._deadlines if topic in t]
+            if topic == "dai_hoi":
+                if not levels:
+                    return None  # a congress deadline depends on the level: retrieval decides
+                level = levels[0]
+                found = [d for d in found if level in d.levels]
+                if not found:
+                    return None  # no deadline for that level: the sources say nothing
+            if found:
+                chosen = found[0]
+                break
+        if chosen is None or chosen.entry is None:
+            return None
+        doc = next((d for d in self._docs if d.entry.id == chosen.entry), None)
+        if doc is None:
+            return None
+        scope = frozenset(
+            index
+            for index, phrase in enumerate(self.analyzer.out_of_scope)
+            if _contains(tokens, phrase)
+        )
+        # The entities of this message only: a follow-up's earlier document («theo kết luận
+        # 29/8 …» then «phải ban hành xong trong tháng nào?») does not rule a deadline out.
+        if not scope <= doc.scope or self._conflict(own, doc, yesno=True):
+            return None  # "Đại hội Mặt trận Tổ quốc cấp xã…": not a party deadline
+        period = claimed_period(text, year=chosen.due.year) if (asked.yesno or asked.plan) else None
+        if period is None and not asks_time:
+            return None  # a plan about something else than timing ("pháo hoa, sân khấu")
+        if about.places and _EXACT_DATE.search(fold(question)):
+            # "Đà Nẵng đại hội vào ngày nào?": the sources give one deadline for every
+            # province, never a place's own date.
+            return SearchResult(
+                query,
+                False,
+                doc.entry,
+                1.0,
+                (),
+                "not_stated",
+                text=(
+                    "Các văn bản không nêu ngày cụ thể của từng địa phương; chỉ nêu hạn chung "
+                    f"như sau.\n\n{doc.entry.answer}"
+                ),
+            )
+        if period is None:
+            return SearchResult(query, True, doc.entry, 1.0, (), "ok")
+        verdict, sentence = deadline_verdict(chosen, period)
+        return SearchResult(
+            query,
+            True,
+            doc.entry,
+            1.0,
+            (),
+            "ok",
+            text=f"{sentence}\n\n{doc.entry.answer}",
+            verdict=verdict,
+        )
+
+
+# Which deadline a question is about when it names several topics: the specific ones first
+# ("ban hành văn kiện đại hội" is about the documents, not the congress).
+_TOPIC_ORDER = ("van_kien", "kien_toan", "tap_huan", "dai_hoi")
+_EXACT_DATE = re.compile(r"\b(ngay nao|ngay may|ngay bao nhieu|hom nao)\b")
+_FUNCTION_WORDS = frozenset(
+    [
+        "la",
+        "cua",
+        "va",
+        "thi",
+        "co",
+        "khong",
+        "duoc",
+        "nao",
+        "gi",
+        "ai",
+        "the",
+        "vay",
+        "sao",
+        "con",
+        "nhung",
+        "cac",
+        "mot",
+        "nay",
+        "do",
+        "ay",
+        "a",
+        "oi",
+        "nhe",
+        "ha",
+        "voi",
+        "cho",
+        "ve",
+        "trong",
+        "tu",
+        "den",
+        "nua",
+        "ra",
+        "len",
+        "di",
+        "khi",
+        "em",
+        "toi",
+        "minh",
+        "anh",
+        "chi",
+        "ban",
+    ]
+)
+_BARE_START = re.compile(r"^(con|the con|vay con|con ve|ngoai|rieng)\b")
+
+
+def _bare_followup(text: str, mentions: Mentions) -> bool:
+    """«Còn cấp tỉnh thì sao?», «Ký ngày nào?» with nothing before them."""
+    folded = " ".join(re.sub(r"[^\w\s]", " ", fold(text)).split())
+    return bool(_BARE_START.match(folded)) or not (mentions.documents or mentions.bodies)
+
+
+def _without(text: str, negated: Sequence[str]) -> str:
+    """``text`` (folded) without the parts the asker excludes («không phải Kết luận 185»)."""
+    if not negated:
+        return text
+    folded = fold(text)
+    for part in negated:
+        folded = folded.replace(part, " ")
+    return re.sub(r"\b(chu\s+)?khong\s+phai(\s+la)?\b", " ", folded)
+
+
+def _guard(
+    doc: _Doc, facts: _Facts, query_scope: frozenset[int], *, yesno: bool = False
+) -> str | None:
+    """Why ``doc`` cannot answer the question, or ``None`` if it may. In a yes/no question a
+    number under a head the entry also has ("Hội nghị Trung ương 12, đúng không?") is the
+    claim being checked, not a different subject."""
     held_numbers = doc.facts.numbers
     loose: list[str] = []
     for number, heads in facts.numbers.items():
@@ -598,14 +1020,17 @@ def _guard(doc: _Doc, facts: _Facts, query_scope: frozenset[int]) -> str | None:
             loose.append(number)
             continue
         held = held_numbers.get(number)
+        claim = yesno and any(named & h for h in held_numbers.values())
         if held is None:
+            if claim:
+                continue
             return "number"
-        if None not in held and not named <= held:
+        if None not in held and not named <= held and not claim:
             return "number"  # "Hội nghị Trung ương 12" is not "Đại hội XII"
     # Numbers without a head ("tháng 8 hay tháng 10"): one of them must be there.
-    if loose and not any(number in held_numbers for number in loose):
+    if loose and not yesno and not any(number in held_numbers for number in loose):
         return "number"
-    if not facts.dates <= doc.facts.dates:
+    if not facts.dates <= doc.facts.dates and not yesno:
         return "number"
     if not facts.intents <= doc.facts.intents:
         return "intent"
