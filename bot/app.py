@@ -200,7 +200,10 @@ class App:
                 if identity is not None:
                     await unblock(session, msg.channel, msg.user_id)  # they write: pushes resume
                 expired = False
-                if conversation.flow and now - conversation.updated_at > self.conversation_timeout:
+                idle = now - conversation.updated_at > self.conversation_timeout
+                if idle and conversation.qa_turn is not None:
+                    conversation.qa_turn = None  # a follow-up needs a recent question
+                if conversation.flow and idle:
                     notices.append(Reply(text=expired_notice(conversation)))
                     conversation.flow = conversation.step = None
                     conversation.data = {}

@@ -95,6 +95,14 @@ def ask(
         list[str] | None, typer.Argument(help="Questions; one per line on stdin when none.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per question.")] = False,
+    conversation: Annotated[
+        bool,
+        typer.Option(
+            "--conversation",
+            help="The questions are the turns of one conversation (follow-ups such as "
+            "«còn cấp tỉnh thì sao?» refer to the question before); default: each is alone.",
+        ),
+    ] = False,
 ) -> None:
     """Answer questions from the knowledge base (scriptable; nothing is stored)."""
     from bot.render import numbered, plain_text
@@ -103,17 +111,20 @@ def ask(
     settings = get_settings()
     knowledge = load_knowledge_or_exit(settings)
     items = questions or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    previous = None
     for question in items:
-        result = knowledge.search(question)
+        result = knowledge.search(question, previous)
+        if conversation:
+            previous = result.turn
         answer = plain_text(numbered(result_reply(result)))
         if as_json:
             record = {
                 "question": question,
                 "matched": result.matched,
                 "answer": answer,
-                "entry_id": result.entry.id if result.entry else None,
+                "entry_id": result.entry.id if result.matched and result.entry else None,
                 "score": result.score,
-                "citation": result.entry.citation if result.entry else None,
+                "citation": result.entry.citation if result.matched and result.entry else None,
                 "suggestions": [{"entry_id": e.id, "title": e.title} for e in result.suggestions],
             }
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")

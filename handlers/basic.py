@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.core import IncomingMessage, Reply
 from bot.redaction import DEEP_LINK_ACTIONS, find_code
 from handlers.context import Context
+from knowledge.understand import is_question
 
 __all__ = [
     "EXAMPLES",
@@ -28,6 +29,12 @@ EXAMPLES = (
 
 
 async def media(msg: IncomingMessage, ctx: Context) -> Reply:
+    """A photo, sticker or voice message. A photo whose caption is a question gets the
+    answer to the caption."""
+    if msg.text and is_question(msg.text):
+        from handlers.qa import answer_reply
+
+        return answer_reply(msg.text, ctx)
     ctx.log.route = "media"
     return Reply(
         text=(

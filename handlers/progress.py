@@ -41,6 +41,7 @@ __all__ = [
     "nothing_to_report",
     "on_button",
     "on_text",
+    "open_tasks_reply",
     "record",
     "start",
     "statement",
@@ -548,6 +549,27 @@ async def _save(ctx: Context, identity: Identity, nonce: str) -> Reply:
         "thay bản này."
     )
     return Reply(text="\n".join(lines), footer=f"Căn cứ: {task.citation}")
+
+
+async def open_tasks_reply(ctx: Context, identity: Identity) -> Reply:
+    """«Đơn vị tôi còn việc gì?»: the unit's tasks not reported done, with their deadlines."""
+    unit = identity.unit
+    tasks = await applicable_tasks(ctx.session, unit.level)
+    ctx.log.route = "own_tasks"
+    if not tasks:
+        return Reply(text=nothing_to_report(unit))
+    statuses = await _statuses(ctx.session, unit, tasks)
+    today = ctx.local_now.date()
+    open_tasks = [t for t in tasks if statuses.get(t.id or 0) != "done"]
+    if not open_tasks:
+        return Reply(text=f"{unit.name} đã báo cáo hoàn thành tất cả {len(tasks)} nhiệm vụ.")
+    lines = [f"Nhiệm vụ {unit.name} chưa báo cáo hoàn thành ({len(open_tasks)}/{len(tasks)}):"]
+    for task in open_tasks:
+        state = STATUS_LABELS.get(statuses.get(task.id or 0, ""), NO_REPORT).lower()
+        late = " — đã quá hạn" if task.due < today else ""
+        lines.append(f"• {task.title} — hạn {vn_date(task.due)} ({state}){late}")
+    lines.append("\nĐể báo cáo, đồng chí gõ /baocao.")
+    return Reply(text="\n".join(lines))
 
 
 def expired_notice(data: dict[str, object]) -> str:

@@ -7,8 +7,10 @@ import re
 from bot.core import Button, IncomingMessage, Reply
 from bot.render import fit_label
 from handlers.context import Context
-from knowledge import Entry, SearchResult
+from handlers.routing import HandlerResult
+from knowledge import Entry, SearchResult, Turn
 from knowledge.normalize import fold
+from knowledge.understand import is_question as looks_like_question
 
 __all__ = [
     "answer_reply",
@@ -20,34 +22,6 @@ __all__ = [
 ]
 
 SUGGESTION_LABEL = 60  # characters of a suggestion button (cut at a word, with "…")
-_QUESTION_WORDS = re.compile(
-    r"^(ai|khi nao|bao gio|tai sao|vi sao|lam sao|lam the nao|nhu the nao|the nao|co phai|"
-    r"co duoc|hoi|cho hoi|xin hoi|cho em hoi|cho toi hoi|o dau|bao nhieu|may|ky nao|ngay nao|"
-    r"thang nao|nam nao|van ban nao|co quan nao|cap nao|nhung ai|nhung gi|gi)\b"
-)
-_QUESTION_ENDS = re.compile(
-    r"\b(khong|ko|k|hong|chua|gi|nao|sao|ai|dau|may|bao nhieu|bao gio|the nao|ra sao|"
-    r"duoc khong|phai khong|chang|u)$"
-)
-_POLITE_TAIL = re.compile(r"(\s+(a|ha|nhi|nhe|nha|vay|z|day|the|ah|a oi|voi|giup em|giup toi))+$")
-
-
-def looks_like_question(text: str | None) -> bool:
-    """Whether a message reads as a question ("Ai ký Kết luận 185?", "xã phải xong khi nào
-    ạ", "hạn đại hội tỉnh là bao giờ") rather than a statement or a note."""
-    if not text:
-        return False
-    if "?" in text:
-        return True
-    folded = " ".join(re.sub(r"[^\w\s]", " ", fold(text)).split())
-    if not folded:
-        return False
-    if _QUESTION_WORDS.match(folded):
-        return True
-    trimmed = _POLITE_TAIL.sub("", folded)
-    return bool(_QUESTION_ENDS.search(trimmed)) or " khi nao" in f" {trimmed}"
-
-
 SUGGESTION_PREFIX = "qa:"
 
 NO_ANSWER = (
@@ -56,7 +30,7 @@ NO_ANSWER = (
 )
 SUGGEST_HEADER = "Có phải đồng chí muốn hỏi:"
 SCOPE_HINT = (
-    "Tôi trả lời các câu hỏi về Kết luận 185-KL/TW và Kết luận phiên họp ngày 29/8/2025 của "
+    "Tôi trả lời các câu hỏi về Kết luận số 185 và Kết luận phiên họp ngày 29/8/2025 của "
     "Bộ Chính trị, Ban Bí thư: thời hạn đại hội từng cấp, trách nhiệm của các cơ quan, "
     "văn bản liên quan."
 )
@@ -64,53 +38,124 @@ VAGUE_QUESTION = (
     "Câu hỏi còn khá chung nên tôi chưa xác định được đồng chí cần thông tin nào. Đồng chí "
     "vui lòng hỏi cụ thể hơn, ví dụ: «Đại hội đảng bộ xã phải hoàn thành khi nào?»"
 )
+RELATED_HEADER = "Đồng chí còn hỏi thêm — chọn để xem câu trả lời:"
+FOLLOWUP_ALONE = (
+    "Đồng chí hỏi tiếp về nội dung nào ạ? Xin đồng chí hỏi đầy đủ hơn, ví dụ: «Hạn đại hội "
+    "đảng bộ tỉnh là khi nào?»"
+)
+GREETING_REPLY = "Xin chào đồng chí! Đồng chí cứ gõ câu hỏi, tôi sẽ trả lời kèm nguồn."
+THANKS = "Cảm ơn đồng chí. Khi cần, đồng chí cứ gõ câu hỏi."
 EMPTY_QUESTION = (
     "Đồng chí vui lòng gõ câu hỏi bằng chữ, ví dụ: «Đại hội đảng bộ xã phải hoàn thành khi nào?»"
 )
 
 
-def entry_reply(entry: Entry) -> Reply:
-    """An entry's answer, ending with its citation."""
-    return Reply(text=entry.answer, footer=f"Nguồn: {entry.citation}")
+def entry_reply(entry: Entry, text: str | None = None) -> Reply:
+    """An entry's answer (or a text composed from it), ending with its citation."""
+    return Reply(text=text or entry.answer, footer=f"Nguồn: {entry.citation}")
+
+
+def _suggestion(entry: Entry) -> tuple[Button, ...]:
+    return (
+        Button(
+            label=fit_label(entry.title, SUGGESTION_LABEL), payload=f"{SUGGESTION_PREFIX}{entry.id}"
+        ),
+    )
 
 
 def result_reply(result: SearchResult) -> Reply:
     """The reply an official sees for a search result: the answer, or an honest fallback."""
     if result.matched and result.entry is not None:
-        return entry_reply(result.entry)
+        reply = entry_reply(result.entry, result.text)
+        if result.related:  # the message asked more than one thing
+            return Reply(
+                text=f"{reply.text}\n\n{RELATED_HEADER}",
+                footer=reply.footer,
+                buttons=tuple(_suggestion(entry) for entry in result.related),
+            )
+        return reply
+    if result.reason == "not_stated" and result.entry is not None:
+        return Reply(
+            text=result.text or result.entry.answer,
+            footer=f"Đã đối chiếu: {result.entry.citation}",
+        )
+    if result.reason == "followup":
+        return Reply(text=FOLLOWUP_ALONE)
+    if result.reason == "no_question":
+        thanks = "cam on" in " ".join(fold(result.query).split())
+        return Reply(text=THANKS if thanks else f"{GREETING_REPLY}\n\n{SCOPE_HINT}")
     if result.reason == "empty":
         return Reply(text=EMPTY_QUESTION)
     lead = VAGUE_QUESTION if result.reason == "vague" else NO_ANSWER
     if result.suggestions:
-        buttons = tuple(
-            (
-                Button(
-                    label=fit_label(entry.title, SUGGESTION_LABEL),
-                    payload=f"{SUGGESTION_PREFIX}{entry.id}",
-                ),
-            )
-            for entry in result.suggestions
-        )
+        buttons = tuple(_suggestion(entry) for entry in result.suggestions)
         return Reply(text=f"{lead}\n\n{SUGGEST_HEADER}", buttons=buttons)
     return Reply(text=f"{lead}\n\n{SCOPE_HINT}")
 
 
 def answer_reply(question: str, ctx: Context) -> Reply:
-    """Search, record what was found on the message log, and build the reply."""
-    result = ctx.knowledge.search(question)
+    """Search (with the conversation's last question, for a follow-up, and the asker's own
+    level), remember this question, record what was found, and build the reply."""
+    previous = None if ctx.in_group else Turn.from_json(ctx.conversation.qa_turn)
+    level = ctx.identity.unit.level if ctx.identity is not None else None
+    result = ctx.knowledge.search(question, previous, asker_level=level)
+    if not ctx.in_group:
+        ctx.conversation.qa_turn = result.turn.to_json() if result.turn is not None else None
     ctx.log.route = "qa"
     ctx.log.matched = result.matched
     ctx.log.score = result.score
-    ctx.log.entry_id = result.entry.id if result.entry is not None else None
+    ctx.log.entry_id = result.entry.id if result.entry is not None and result.matched else None
     return result_reply(result)
 
 
-async def ask(msg: IncomingMessage, ctx: Context) -> Reply:
+_COMMAND_WORDS = {
+    "tien do": (
+        "tiendo",
+        "Để xem tiến độ các đơn vị, đồng chí gõ /tiendo (hoặc /tiendo <mã đơn vị>).",
+    ),
+    "xem tien do": (
+        "tiendo",
+        "Để xem tiến độ các đơn vị, đồng chí gõ /tiendo (hoặc /tiendo <mã đơn vị>).",
+    ),
+    "bao cao": ("baocao", "Để báo cáo tiến độ nhiệm vụ của đơn vị, đồng chí gõ /baocao."),
+    "bao cao tien do": ("baocao", "Để báo cáo tiến độ nhiệm vụ của đơn vị, đồng chí gõ /baocao."),
+    "thong bao": ("thongbao", "Để gửi thông báo cho cán bộ, đồng chí gõ /thongbao."),
+    "gui thong bao": ("thongbao", "Để gửi thông báo cho cán bộ, đồng chí gõ /thongbao."),
+}
+_MANAGERS_ONLY = frozenset({"tiendo", "thongbao"})
+_OWN_UNIT = re.compile(
+    r"\b(don vi|xa|phuong|dac khu|dang bo|dang uy|chi bo|co so|tinh|cap|ben)\s+"
+    r"(toi|minh|chung toi|em|tui|chung em|ta|nha)\b|\b(chung toi|chung em|toi|minh)\s+con\b"
+)
+_OPEN_TASKS = re.compile(
+    r"\b(con (viec|nhiem vu|nhung viec|nhung nhiem vu)|viec gi|nhiem vu (gi|nao)|"
+    r"chua (xong|hoan thanh|lam|bao cao)|phai lam (gi|nhung gi)|can lam (gi|nhung gi))\b"
+)
+
+
+async def ask(msg: IncomingMessage, ctx: Context) -> HandlerResult:
     """Free text or ``/hoi <câu hỏi>``."""
     command = msg.command
     question = command[1] if command is not None else (msg.text or "")
     if command is not None and not question:
         return Reply(text="Đồng chí gõ câu hỏi ngay sau lệnh /hoi, ví dụ: /hoi Ai ký Kết luận 185?")
+    folded = " ".join(re.sub(r"[^\w\s]", " ", fold(question)).split())
+    pointer = _COMMAND_WORDS.get(folded)
+    identity = ctx.identity
+    if pointer is not None and identity is not None and not ctx.in_group:
+        command_name, text = pointer
+        if command_name not in _MANAGERS_ONLY or identity.role in {"unit_admin", "admin"}:
+            ctx.log.route = "command_word"
+            return Reply(text=text)
+    if (
+        identity is not None
+        and not ctx.in_group
+        and _OWN_UNIT.search(folded)
+        and _OPEN_TASKS.search(folded)
+    ):
+        from handlers.progress import open_tasks_reply
+
+        return await open_tasks_reply(ctx, identity)
     return answer_reply(question, ctx)
 
 

@@ -61,9 +61,12 @@ class Knowledge:
     base: KnowledgeBase
     engine: SearchEngine
 
-    def search(self, question: str, previous: Turn | None = None) -> SearchResult:
-        """Answer a message; ``previous``: the conversation's last turn (follow-ups)."""
-        return self.engine.search(question, previous)
+    def search(
+        self, question: str, previous: Turn | None = None, *, asker_level: str | None = None
+    ) -> SearchResult:
+        """Answer a message; ``previous``: the conversation's last turn (follow-ups);
+        ``asker_level``: the level of the asking official's unit, when known."""
+        return self.engine.search(question, previous, asker_level=asker_level)
 
 
 log = logging.getLogger(__name__)

@@ -395,6 +395,7 @@ class SearchResult:
     text: str | None = None
     turn: Turn | None = None
     verdict: bool | None = None  # a checked plan or claim: in time / right (None: no verdict)
+    related: tuple[Entry, ...] = ()  # the answers to the further questions of the message
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,10 +658,31 @@ class SearchEngine:
         ranked.sort(reverse=True)
         return ranked
 
-    def search(self, query: str, previous: Turn | None = None) -> SearchResult:
+    def search(
+        self, query: str, previous: Turn | None = None, *, asker_level: str | None = None
+    ) -> SearchResult:
         """Answer ``query`` (a whole message); ``previous``: the conversation's last turn,
-        for a follow-up such as «Còn cấp tỉnh thì sao?»."""
+        for a follow-up such as «Còn cấp tỉnh thì sao?»; ``asker_level``: the level of the
+        official's own unit, for "xã tôi phải đại hội xong khi nào?". A message asking
+        several questions is answered for the first; the answers to the others are offered
+        (``related``)."""
         asked = focus(query)
+        result = self._search(query, asked, previous, asker_level)
+        if not asked.others:
+            return result
+        related: list[Entry] = []
+        turn = result.turn
+        for other in asked.others:
+            extra = self._search(other, focus(other), turn, asker_level)
+            turn = extra.turn or turn
+            entry = extra.entry
+            if extra.matched and entry is not None and entry not in (result.entry, *related):
+                related.append(entry)
+        return replace(result, related=tuple(related[:3]))
+
+    def _search(
+        self, query: str, asked: Focus, previous: Turn | None, asker_level: str | None
+    ) -> SearchResult:
         if asked.no_question:
             return SearchResult(query, False, None, 0.0, (), "no_question")
         text = _without(asked.query, asked.negated)
@@ -683,6 +705,8 @@ class SearchEngine:
             if asked.background
             else Mentions()
         )
+        if not context.levels and asker_level is not None:
+            context = replace(context, levels=(asker_level,))
         turn_query = " ".join(search_tokens)
         composed = self._deadline_answer(
             query, asked, text, search_tokens, about, context, own=mentions, followup=follow
@@ -870,7 +894,7 @@ class SearchEngine:
             return None
         # What the question sentence itself asks ("… khi nào xong" in the story told before a
         # question about content is not a deadline question).
-        question = asked.questions[-1] if asked.questions else asked.query
+        question = asked.question or asked.query
         asked_tokens = tokens if followup else self.analyzer.canonical(question)
         asks_time = "time" in self.analyzer.intents(asked_tokens)
         if not (asks_time or asked.yesno or asked.plan):

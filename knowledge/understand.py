@@ -281,16 +281,18 @@ def is_question(text: str | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Focus:
-    """What a message asks. ``query`` is the text to search (the question sentences, with
-    the plan they refer to); ``background`` the rest (what the asker says about themselves);
-    ``questions`` the question sentences when there are several."""
+    """What a message asks. ``query`` is the text to search (the first question, with the
+    plan or the sentence it refers to); ``question`` that question sentence itself;
+    ``others`` the further questions of a message that asks several; ``background`` the
+    rest (what the asker says about themselves)."""
 
     text: str
     query: str
     background: str = ""
     yesno: bool = False
     plan: bool = False
-    questions: tuple[str, ...] = ()
+    question: str = ""
+    others: tuple[str, ...] = ()
     negated: tuple[str, ...] = field(default=())
     no_question: bool = False  # only greetings, thanks or the asker's own introduction
 
@@ -338,8 +340,9 @@ def focus(text: str) -> Focus:
         if not candidates:
             return Focus(text=text, query=cleaned, background=cleaned, no_question=True)
         asked = [candidates[-1]]
-    first = asked[0]
-    parts = [sentences[i] for i in asked]
+    substantive = [i for i in asked if _content_words(sentences[i]) >= 3] or asked
+    first = substantive[0]
+    parts = [sentences[first]]
     # A question that points back ("Làm vậy có được không?") or checks a plan stated before
     # it is searched together with that plan.
     lead = _simple(sentences[first])
@@ -360,6 +363,7 @@ def focus(text: str) -> Focus:
     if not plan and _PLAN_RE.search(lead) and _YESNO_RE.search(lead):
         plan = True
     query = " ".join(parts)
+    others = tuple(sentences[i] for i in substantive[1:])
     used = {sentences[i] for i in asked}
     background = " ".join(s for s in sentences if s not in used and s not in parts)
     folded_query = _simple(query)
@@ -367,13 +371,13 @@ def focus(text: str) -> Focus:
         re.search(r"\b(co|duoc)\b.*\b(khong|ko|hong|chua)\b", folded_query)
     )
     negated = tuple(m.group(1).strip() for m in _NEGATED_RE.finditer(fold(query)))
-    questions = tuple(sentences[i] for i in asked if _content_words(sentences[i]) >= 3)
     return Focus(
         text=text,
         query=query,
         background=background,
         yesno=yesno,
         plan=plan,
-        questions=questions,
+        question=sentences[first],
+        others=others,
         negated=negated,
     )

@@ -70,7 +70,9 @@ class Conversation(SQLModel, table=True):
 
     ``choices`` holds the choices last offered as numbered options (channels without
     buttons), each ``[payload, label]``; ``flow``/``step``/``data`` hold a multi-step flow
-    in progress; ``menu`` names the command menu last set for this person (Telegram).
+    in progress; ``menu`` names the command menu last set for this person (Telegram);
+    ``qa_turn`` is what was last asked and answered (to resolve a follow-up), cleared when
+    the conversation expires.
     """
 
     __tablename__ = "conversation"
@@ -84,6 +86,7 @@ class Conversation(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     choices: list[Any] = Field(default_factory=list, sa_type=JSON)
     menu: str | None = Field(default=None, max_length=64)
+    qa_turn: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
