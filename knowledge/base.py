@@ -4,7 +4,12 @@ A knowledge directory holds any number of ``*.yaml`` files (searched recursively
 has one or more top-level sections:
 
 ``sources``   the documents everything is cited from;
-``entries``   question/answer entries, each citing a source and a point in it;
+``entries``   question/answer entries, each citing a source and a point in it. An entry's
+              ``kind`` is ``answer`` (the default: the sources answer the question) or
+              ``not_stated`` (officials ask it but the sources do not answer it; the answer
+              says so, and what the sources do state nearby); its optional ``levels`` are the
+              party levels the entry is about (its subject), so that search can refuse an
+              entry about one level for a question about another;
 ``deadlines`` structured deadlines (what, which levels, due date) that tasks and reminders
               are derived from.
 
@@ -25,6 +30,7 @@ from knowledge.normalize import nfc
 from knowledge.yamlfile import LineDict, LineList, YamlError, load_yaml
 
 __all__ = [
+    "ENTRY_KINDS",
     "LEVELS",
     "Deadline",
     "Entry",
@@ -40,6 +46,11 @@ __all__ = [
 
 # Party levels, from the top. Shared by the knowledge base and the unit hierarchy.
 LEVELS: tuple[str, ...] = ("trung_uong", "truc_thuoc_tw", "cap_tren_co_so", "xa", "co_so")
+
+# What an entry is: ``answer`` (the sources answer the question it records) or ``not_stated``
+# (officials ask it, the sources do not answer it; shown as not matched, with what the
+# sources do state nearby).
+ENTRY_KINDS: tuple[str, ...] = ("answer", "not_stated")
 
 ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_ANSWER_CHARS = 3000
@@ -88,6 +99,9 @@ class Entry:
     source: str
     clause: str | None
     citation: str
+    # Kept last, with defaults, so that code building entries by hand keeps working.
+    kind: str = "answer"  # one of ENTRY_KINDS
+    levels: tuple[str, ...] = ()  # the LEVELS the entry is about; empty: no level is its subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +143,10 @@ class _Collector:
 @dataclass(frozen=True, slots=True)
 class _Field:
     name: str
-    kind: str  # "str", "text", "id", "date", "str_list", "level_list"
+    kind: str  # "str", "text", "id", "date", "str_list", "level_list", "choice"
     required: bool = True
+    empty_ok: bool = False  # lists: an explicit empty list is allowed (same as leaving it out)
+    choices: tuple[str, ...] = ()  # "choice": the allowed values
 
 
 def _read_record(
@@ -171,7 +187,7 @@ def _read_record(
 
 def _convert(spec: _Field, raw: Any, path: Path, at: int, what: str, out: _Collector) -> Any:
     name = spec.name
-    if spec.kind in ("str", "text", "id"):
+    if spec.kind in ("str", "text", "id", "choice"):
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             out.add(path, at, f"{what}: {name!r} must be text")
             return None
@@ -181,6 +197,10 @@ def _convert(spec: _Field, raw: Any, path: Path, at: int, what: str, out: _Colle
             return None
         if spec.kind == "str" and "\n" in text:
             out.add(path, at, f"{what}: {name!r} must be a single line")
+            return None
+        if spec.kind == "choice" and text not in spec.choices:
+            allowed = ", ".join(spec.choices)
+            out.add(path, at, f"{what}: {name!r} must be one of {allowed}, got {text!r}")
             return None
         if spec.kind == "text" and len(text) > MAX_ANSWER_CHARS:
             out.add(path, at, f"{what}: {name!r} is longer than {MAX_ANSWER_CHARS} characters")
@@ -197,8 +217,11 @@ def _convert(spec: _Field, raw: Any, path: Path, at: int, what: str, out: _Colle
         out.add(path, at, f"{what}: {name!r} must be a date YYYY-MM-DD, got {raw!r}")
         return None
     if spec.kind in ("str_list", "level_list"):
+        if isinstance(raw, LineList) and not raw and spec.empty_ok:
+            return ()
         if not isinstance(raw, LineList) or not raw:
-            out.add(path, at, f"{what}: {name!r} must be a non-empty list")
+            needed = "a list" if spec.empty_ok else "a non-empty list"
+            out.add(path, at, f"{what}: {name!r} must be {needed}")
             return None
         items: list[str] = []
         for index, item in enumerate(raw):
@@ -237,6 +260,8 @@ _ENTRY_FIELDS = (
     _Field("answer", "text"),
     _Field("source", "id"),
     _Field("clause", "str", required=False),
+    _Field("kind", "choice", required=False, choices=ENTRY_KINDS),
+    _Field("levels", "level_list", required=False, empty_ok=True),
 )
 _DEADLINE_FIELDS = (
     _Field("id", "id"),
@@ -356,7 +381,15 @@ def _build(
             source=source.id,
             clause=values.get("clause"),
             citation=_citation(source, values.get("clause")),
+            kind=values.get("kind", "answer"),
+            levels=values.get("levels", ()),
         )
+        if entries[key].kind == "not_stated" and not entries[key].clause:
+            out.add(
+                path,
+                line,
+                f"entry {key!r}: a not_stated entry must cite the nearest clause ('clause')",
+            )
     deadlines: dict[str, Deadline] = {}
     for key, (path, line, values) in _unique(raw.deadlines, "deadline", out).items():
         source = sources.get(values["source"])
@@ -366,6 +399,14 @@ def _build(
         entry_id = values.get("entry")
         if entry_id is not None and entry_id not in entries:
             out.add(path, line, f"deadline {key!r}: unknown entry {entry_id!r}")
+            continue
+        if entry_id is not None and entries[entry_id].kind != "answer":
+            out.add(
+                path,
+                line,
+                f"deadline {key!r}: entry {entry_id!r} is {entries[entry_id].kind}, "
+                "a deadline must point at an entry that answers",
+            )
             continue
         deadlines[key] = Deadline(
             id=key,

@@ -44,7 +44,7 @@ def test_ask_json_contract() -> None:
     assert all(set(r) == keys for r in lines)
     hit, miss = lines
     assert hit["matched"] is True and hit["entry_id"] == "han-dai-hoi-cap-xa"
-    assert hit["citation"].startswith("Kết luận 185-KL/TW")
+    assert hit["citation"].startswith("bản tin VTC News ngày 22/8/2025 về Kết luận số 185")
     assert hit["answer"].endswith(hit["citation"])
     assert 0 <= hit["score"] <= 1
     assert miss["matched"] is False and miss["entry_id"] is None and miss["citation"] is None
@@ -152,5 +152,5 @@ def test_make_run_path_with_no_configuration(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "TELEGRAM_BOT_TOKEN" in done.stderr  # how to configure a messenger
     assert "tháng 8/2025" in done.stdout
-    assert "Nguồn: Kết luận 185-KL/TW" in done.stdout
+    assert "Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in done.stdout
     assert (tmp_path / "var" / "troly.db").exists()  # the default database location

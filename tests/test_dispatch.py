@@ -38,7 +38,11 @@ async def test_question_is_answered_with_citation_and_logged(
         chat = Chat(make_app(knowledge, engine))
         text = await chat.say("dai hoi dang bo xa xong khi nao")
         assert "tháng 8/2025" in text
-        assert text.rstrip().splitlines()[-1].startswith("Nguồn: Kết luận 185-KL/TW")
+        assert (
+            text.rstrip()
+            .splitlines()[-1]
+            .startswith("Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185")
+        )
         [row] = await logged(engine)
         assert row.text == "dai hoi dang bo xa xong khi nao"
         assert row.route == "qa"

@@ -25,7 +25,7 @@ async def test_question_is_answered_in_html_with_citation(telegram: FakeTelegram
     [sent] = await telegram.send_text("dai hoi dang bo xa xong khi nao")
     assert sent.params["parse_mode"] == "HTML"
     assert "tháng 8/2025" in sent.params["text"]
-    assert "<i>Nguồn: Kết luận 185-KL/TW" in sent.params["text"]
+    assert "<i>Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in sent.params["text"]
 
 
 async def test_suggestions_are_inline_buttons_with_short_callback_data(

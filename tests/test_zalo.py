@@ -134,17 +134,23 @@ def test_long_reply_is_split_at_2000_with_the_citation_beside_the_text() -> None
     sentence = "Đại hội đảng bộ các cấp phải hoàn thành đúng thời hạn đã được quy định. "
     text = "\n".join([sentence * 10] * 7)
     assert len(text) > 5000
-    reply = Reply(text=text, footer="Nguồn: Kết luận 185-KL/TW, điểm 1")
+    reply = Reply(
+        text=text, footer="Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185, đoạn 3"
+    )
     parts = render(reply)
     assert len(parts) >= 3
     assert all(0 < len(part) <= TEXT_LIMIT for part in parts)
-    assert all(part.endswith((".", "điểm 1")) for part in parts)  # never cut mid-sentence
-    assert parts[-1].endswith("\n\nNguồn: Kết luận 185-KL/TW, điểm 1")
+    assert all(part.endswith((".", "đoạn 3")) for part in parts)  # never cut mid-sentence
+    assert parts[-1].endswith(
+        "\n\nNguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185, đoạn 3"
+    )
     assert parts[-1].count("Đại hội") >= 1  # the citation is not alone
     total = len(parts)
     assert [p.split(" ", 1)[0] for p in parts] == [f"({i}/{total})" for i in range(1, total + 1)]
     joined = "".join(p.split(" ", 1)[1] for p in parts).replace("\n", "").replace(" ", "")
-    assert joined == (text + "Nguồn: Kết luận 185-KL/TW, điểm 1").replace("\n", "").replace(" ", "")
+    assert joined == (
+        text + "Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185, đoạn 3"
+    ).replace("\n", "").replace(" ", "")
 
 
 def test_image_reply_sends_its_caption_as_text() -> None:
@@ -162,7 +168,7 @@ async def test_question_is_answered_in_plain_text_with_citation(
 ) -> None:
     [text] = await zalo.send_text(QUESTION, user_id="6ede9afa66b88fe6d6a9")
     assert "tháng 8/2025" in text
-    assert "Nguồn: Kết luận 185-KL/TW" in text
+    assert "Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in text
     assert "<" not in text  # no markup on Zalo
     [call] = zalo.server.sent()
     assert call.params["chat_id"] == "6ede9afa66b88fe6d6a9"
@@ -226,14 +232,16 @@ async def test_a_5000_character_answer_arrives_as_several_messages(
     assert len(long_text) >= 5000
 
     async def long_answer(msg: Any, ctx: Any) -> Reply:
-        return Reply(text=long_text, footer="Nguồn: Kết luận 185-KL/TW")
+        return Reply(
+            text=long_text, footer="Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185"
+        )
 
     app = make_app(knowledge, engine, routes=[Route("long", long_answer, fallback=True)])
     async with FakeZalo.start(app) as zalo:
         texts = await zalo.send_text("cho tôi bản dài", user_id="u-long")
     assert len(texts) >= 3
     assert all(len(t) <= TEXT_LIMIT for t in texts)
-    assert texts[-1].endswith("\n\nNguồn: Kết luận 185-KL/TW")
+    assert texts[-1].endswith("\n\nNguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185")
     assert "Ban Thường vụ" in texts[-1]  # the citation travels with the end of the answer
     assert sum(t.count("Ban Thường vụ") for t in texts) == 78
 
@@ -346,7 +354,10 @@ async def test_polling_answers_and_treats_408_as_an_empty_poll(
             await zalo.channel.stop_polling()
             await asyncio.wait_for(task, timeout=5)
     assert "getUpdates failed" not in caplog.text  # an empty poll is not a failure
-    assert "tháng 8/2025" in text and "Nguồn: Kết luận 185-KL/TW" in text
+    assert (
+        "tháng 8/2025" in text
+        and "Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in text
+    )
     assert all(c.params["timeout"] == 1 for c in server.called("getUpdates"))
 
 

@@ -93,7 +93,7 @@ async def test_troly_run_answers_on_telegram(
         await official.send_text("dai hoi dang bo xa xong khi nao")
         [reply] = await official.wait_for_bot_messages(min_count=1, timeout=30)
         assert "tháng 8/2025" in reply["text"]
-        assert "Nguồn: Kết luận 185-KL/TW" in reply["text"]
+        assert "Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in reply["text"]
 
         # A vague question offers buttons; pressing one answers it, and the keyboard is
         # closed with the choice shown (an old button cannot be pressed again).

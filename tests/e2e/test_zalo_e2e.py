@@ -115,7 +115,7 @@ async def test_troly_run_answers_on_zalo_by_long_polling(
         zalo.queue_text("dai hoi dang bo xa xong khi nao", user_id=OFFICIAL, name="Ted")
         [answer] = await zalo.wait_for_messages(1, chat_id=OFFICIAL, timeout=30)
         assert "tháng 8/2025" in answer
-        assert "Nguồn: Kết luận 185-KL/TW" in answer
+        assert "Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in answer
 
         # A vague question: three numbered suggestions; "2" answers the second.
         zalo.queue_text("kết luận 185", user_id=OFFICIAL, name="Ted")
@@ -170,7 +170,10 @@ async def test_troly_run_serves_the_zalo_webhook_only_with_the_secret(
             async with http.post(url, json={"ok": True, "result": update}, headers=right) as r:
                 assert r.status == 200
             [answer] = await zalo.wait_for_messages(1, chat_id=OFFICIAL, timeout=30)
-            assert "tháng 8/2025" in answer and "Nguồn: Kết luận 185-KL/TW" in answer
+            assert (
+                "tháng 8/2025" in answer
+                and "Nguồn: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in answer
+            )
             async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200
     finally:

@@ -162,3 +162,131 @@ def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "entries.yaml"
     path.write_bytes(b"entries:\n  - id: mot\n    title: \xd0\xe0i h\xf4i\n")
     assert any("not UTF-8" in p for p in messages(tmp_path))
+
+
+# --------------------------------------------------------------------------- kind and levels
+
+
+def test_kind_and_levels_default_and_load(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    write(
+        tmp_path,
+        "entries.yaml",
+        ENTRY
+        + """\
+  - id: hai
+    title: Hai
+    questions: [Câu hỏi hai?]
+    answer: Văn bản không nêu.
+    source: kl-test
+    clause: mục 1
+    kind: not_stated
+    levels: [xa, cap_tren_co_so]
+  - id: ba
+    title: Ba
+    questions: [Câu hỏi ba?]
+    answer: Trả lời ba.
+    source: kl-test
+    kind: answer
+    levels: []
+""",
+    )
+    base = load_knowledge_base(tmp_path)
+    assert (base.entries["mot"].kind, base.entries["mot"].levels) == ("answer", ())
+    assert (base.entries["hai"].kind, base.entries["hai"].levels) == (
+        "not_stated",
+        ("xa", "cap_tren_co_so"),
+    )
+    assert (base.entries["ba"].kind, base.entries["ba"].levels) == ("answer", ())
+
+
+def test_entry_can_still_be_built_without_kind_and_levels() -> None:
+    from knowledge import Entry
+
+    entry = Entry("x", "X", ("X?",), "X.", "kl-test", None, "Kết luận thử nghiệm")
+    assert (entry.kind, entry.levels) == ("answer", ())
+
+
+def test_bad_kind_and_levels_name_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    path = write(
+        tmp_path,
+        "entries.yaml",
+        """\
+        entries:
+          - id: mot
+            title: Một
+            questions: [Câu hỏi?]
+            answer: Trả lời.
+            source: kl-test
+            kind: unknown
+          - id: hai
+            title: Hai
+            questions: [Câu hỏi hai?]
+            answer: Trả lời hai.
+            source: kl-test
+            levels: [xa, huyen]
+          - id: ba
+            title: Ba
+            questions: [Câu hỏi ba?]
+            answer: Trả lời ba.
+            source: kl-test
+            levels: [xa, xa]
+          - id: bon
+            title: Bốn
+            questions: [Câu hỏi bốn?]
+            answer: Trả lời bốn.
+            source: kl-test
+            levels: xa
+        """,
+    )
+    problems = messages(tmp_path)
+    assert (
+        f"{path}:7: entry: 'kind' must be one of answer, not_stated, got 'unknown'" in problems
+    ), problems
+    assert any(p.startswith(f"{path}:13: entry: unknown level 'huyen'") for p in problems)
+    assert f"{path}:19: entry: 'levels' repeats 'xa'" in problems
+    assert f"{path}:25: entry: 'levels' must be a list" in problems
+
+
+def test_not_stated_needs_a_clause_and_cannot_back_a_deadline(tmp_path: Path) -> None:
+    write(tmp_path, "sources.yaml", SOURCE)
+    entries = write(
+        tmp_path,
+        "entries.yaml",
+        """\
+        entries:
+          - id: mot
+            title: Một
+            questions: [Câu hỏi?]
+            answer: Văn bản không nêu.
+            source: kl-test
+            kind: not_stated
+          - id: hai
+            title: Hai
+            questions: [Câu hỏi hai?]
+            answer: Văn bản không nêu.
+            source: kl-test
+            clause: mục 1
+            kind: not_stated
+        """,
+    )
+    deadlines = write(
+        tmp_path,
+        "deadlines.yaml",
+        """\
+        deadlines:
+          - id: dl
+            what: Việc gì đó
+            levels: [xa]
+            due: 2025-08-31
+            due_text: trong tháng 8
+            source: kl-test
+            entry: hai
+        """,
+    )
+    assert messages(tmp_path) == [
+        f"{entries}:2: entry 'mot': a not_stated entry must cite the nearest clause ('clause')",
+        f"{deadlines}:2: deadline 'dl': entry 'hai' is not_stated, "
+        "a deadline must point at an entry that answers",
+    ]

@@ -71,7 +71,7 @@ async def test_numbered_flow_shows_the_report_then_records_one_event(
     assert "Đã lưu báo cáo:" in done
     assert "• Tình trạng: Đã hoàn thành, ngày 18/8/2025" in done
     assert "qua Zalo" in done
-    assert done.rstrip().endswith("đoạn 3 (tiến độ đại hội)")  # the clause it answers to
+    assert done.rstrip().endswith("Kết luận số 185, đoạn 3")  # the clause it answers to
     [event] = await events(tree)
     assert (event.status, event.done_on, event.channel) == ("done", date(2025, 8, 18), "zalo")
     current = await status_of(tree, "HN.BD", "dai-hoi-thang-8")

@@ -34,7 +34,7 @@ def test_tasks_mirror_the_knowledge_base_deadlines(knowledge: Knowledge) -> None
     for spec in specs:
         deadline = knowledge.base.deadlines[spec.code]
         assert (spec.title, spec.due, spec.levels) == (deadline.what, deadline.due, deadline.levels)
-        assert spec.citation.startswith("Kết luận 185-KL/TW")
+        assert spec.citation.startswith("bản tin VTC News ngày 22/8/2025 về Kết luận số 185")
 
 
 def test_tasks_list_adds_a_later_directive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

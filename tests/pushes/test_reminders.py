@@ -63,7 +63,7 @@ async def test_recipients_are_computed_when_the_reminder_fires(
     assert "Đơn vị: Đảng ủy xã Sóc Sơn" in row.text
     assert "Hạn: 31/8/2025 (còn 3 ngày)." in row.text
     assert "Tình trạng đã báo cáo: chưa báo cáo." in row.text
-    assert "Căn cứ: Kết luận 185-KL/TW" in row.text
+    assert "Căn cứ: bản tin VTC News ngày 22/8/2025 về Kết luận số 185" in row.text
     assert row.buttons[0][0]["label"] == "Báo cáo ngay"
     assert row.buttons[0][0]["payload"].startswith("bc:go:")
     assert row.next_attempt_at == at(2025, 8, 28, 8)  # daytime: at once
