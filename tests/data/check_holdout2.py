@@ -70,8 +70,14 @@ def load(path: Path, problems: list[str]) -> list[dict]:
     return rows
 
 
-def check_phrases(where: str, phrases, texts: list[str], source: str,
-                  problems: list[str], alternatives: dict[str, int]) -> None:
+def check_phrases(
+    where: str,
+    phrases,
+    texts: list[str],
+    source: str,
+    problems: list[str],
+    alternatives: dict[str, int],
+) -> None:
     if not isinstance(phrases, list) or not 1 <= len(phrases) <= 4:
         problems.append(f"{where}: needs 1-4 expected phrases, got {phrases!r}")
         return
@@ -148,7 +154,7 @@ def main(argv: list[str]) -> int:
     for n, row in enumerate(oos, 1):
         where = f"holdout2_oos.jsonl:{n}"
         if set(row) != {"q"} or not isinstance(row.get("q"), str) or not row["q"].strip():
-            problems.append(f"{where}: shape must be {{\"q\": text}}, got {row!r}")
+            problems.append(f'{where}: shape must be {{"q": text}}, got {row!r}')
             continue
         unique(where, row["q"])
     if len(oos) != OOS_COUNT:
@@ -162,8 +168,11 @@ def main(argv: list[str]) -> int:
             problems.append(f"{where}: keys {sorted(row)}")
             continue
         turns = row["turns"]
-        if not (isinstance(turns, list) and len(turns) == 2
-                and all(isinstance(t, str) and t.strip() for t in turns)):
+        if not (
+            isinstance(turns, list)
+            and len(turns) == 2
+            and all(isinstance(t, str) and t.strip() for t in turns)
+        ):
             problems.append(f"{where}: needs exactly two non-empty turns")
             continue
         for t in turns:
@@ -178,8 +187,10 @@ def main(argv: list[str]) -> int:
     print(f"in-scope: {len(qa)} ({', '.join(f'{v} {c}' for v, c in counts.items())})")
     print(f"out-of-scope: {len(oos)}; dialogues: {len(dialogues)}")
     if alternatives:
-        print("alternative spellings (not verbatim in the sources;"
-              " each item also has a verbatim one):")
+        print(
+            "alternative spellings (not verbatim in the sources;"
+            " each item also has a verbatim one):"
+        )
         for p in sorted(alternatives):
             print(f"  {p!r} x{alternatives[p]}")
     if problems:
