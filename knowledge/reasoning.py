@@ -29,6 +29,11 @@ _MONTH_RE = re.compile(
     r"\b(?:(dau|giua|cuoi|het|trong|sang|den|vao)\s+)?thang\s*(\d{1,2})(?:\s*(?:/|nam)\s*(\d{4}))?\b"
 )
 _DAY_RE = re.compile(r"\bngay\s+(\d{1,2})\s*/\s*(\d{1,2})(?:\s*/\s*(\d{4}))?\b")
+# A date written alone ("hai ngày 14 và 15/10"), not a document's ("kết luận 29/8").
+_BARE_DAY_RE = re.compile(
+    r"(?<!ket luan )(?<!phien hop )(?<!hop )(?<!ngay )\b(\d{1,2})\s*/\s*(\d{1,2})"
+    r"(?:\s*/\s*(\d{4}))?\b"
+)
 _QUARTER_RE = re.compile(r"\bquy\s+(iv|iii|ii|i|4|3|2|1)\b")
 _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4}
 _NEXT_YEAR_RE = re.compile(r"\b(nam sau|nam toi|sang nam|nam 2026|he nam sau|dau nam sau)\b")
@@ -58,7 +63,7 @@ def claimed_period(text: str, *, year: int, deadline_month: int | None = None) -
     next_year = bool(_NEXT_YEAR_RE.search(folded))
     base_year = year + 1 if next_year else year
     periods: list[Period] = []
-    for match in _DAY_RE.finditer(folded):
+    for match in [*_DAY_RE.finditer(folded), *_BARE_DAY_RE.finditer(folded)]:
         day, month = int(match.group(1)), int(match.group(2))
         when_year = int(match.group(3)) if match.group(3) else base_year
         try:

@@ -481,7 +481,17 @@ class SearchEngine:
                         if _contains(tokens, phrase)
                     ),
                     mentions=found,
-                    levels=frozenset(declared) | frozenset(entry_levels.get(entry.id, ())),
+                    levels=frozenset(declared)
+                    | frozenset(entry_levels.get(entry.id, ()))
+                    | (
+                        # An entry about what the sources do not state is about the levels
+                        # its own title and phrasings name ("huyện", "chi bộ").
+                        frozenset(
+                            self.vocabulary.find([t for seg in segments[:-1] for t in seg]).levels
+                        )
+                        if getattr(entry, "kind", "answer") == "not_stated" and not declared
+                        else frozenset()
+                    ),
                     not_stated=getattr(entry, "kind", "answer") == "not_stated",
                 )
             )
@@ -716,9 +726,61 @@ class SearchEngine:
                 composed,
                 turn=Turn(turn_query, composed.entry.id if composed.entry else None, about),
             )
-        result = self._retrieve(query, asked, text, search_tokens, about, own=tokens)
+        result = self._claim_checked(query, asked, text, search_tokens, about, tokens)
+        if result is None:
+            result = self._retrieve(query, asked, text, search_tokens, about, own=tokens)
         entry_id = result.entry.id if result.entry is not None else None
         return replace(result, turn=Turn(turn_query, entry_id, about))
+
+    def _claim_checked(
+        self,
+        query: str,
+        asked: Focus,
+        text: str,
+        tokens: list[str],
+        about: Mentions,
+        own: list[str],
+    ) -> SearchResult | None:
+        """A yes/no question that names a person or a post as its claim («Kết luận 185 có
+        phải do Tổng Bí thư Tô Lâm ký không?»): the question is searched without the claim
+        (which would pull in whatever that person did), then the claim is checked against
+        the answer found: named there or not."""
+        if not asked.yesno:
+            return None
+        claims = [
+            (start, size, kind, entity)
+            for start, size, kind, entity in self.vocabulary.locate(own)
+            if kind in {"persons", "posts"}
+            or (kind == "bodies" and entity not in self._generic_bodies)
+        ]
+        if not claims:
+            return None
+        # The claim becomes the question it stands for: "… do Tổng Bí thư Tô Lâm ký" ->
+        # "… do ai ký".
+        dropped = {i for start, size, _, _ in claims for i in range(start, start + size)}
+        stripped: list[str] = []
+        for i, token in enumerate(own):
+            if i not in dropped:
+                stripped.append(token)
+            elif not stripped or stripped[-1] != "ai":
+                stripped.append("ai")
+        rest = tokens[len(own) :]  # a follow-up's earlier question stays as it was
+        result = self._retrieve(
+            query,
+            asked,
+            text,
+            stripped + rest,
+            replace(about, persons=frozenset(), posts=frozenset(), bodies=frozenset()),
+            own=stripped,
+        )
+        if not result.matched or result.entry is None:
+            return None
+        doc = next(d for d in self._docs if d.entry.id == result.entry.id)
+        named = all(entity in doc.mentions.of(kind) for _, _, kind, entity in claims)
+        verdict = "Đúng." if named else "Không đúng."
+        return replace(
+            result, text=f"{verdict} {result.text or result.entry.answer}", verdict=named
+        )
 
     def _retrieve(
         self,
@@ -896,7 +958,9 @@ class SearchEngine:
         # question about content is not a deadline question).
         question = asked.question or asked.query
         asked_tokens = tokens if followup else self.analyzer.canonical(question)
-        asks_time = "time" in self.analyzer.intents(asked_tokens)
+        asks_time = "time" in self.analyzer.intents(asked_tokens) or bool(
+            _TIME_CHOICE.search(" ".join(asked_tokens))
+        )
         if not (asks_time or asked.yesno or asked.plan):
             return None
         levels = about.levels or context.levels
@@ -965,6 +1029,8 @@ class SearchEngine:
 # Which deadline a question is about when it names several topics: the specific ones first
 # ("ban hành văn kiện đại hội" is about the documents, not the congress).
 _TOPIC_ORDER = ("van_kien", "kien_toan", "tap_huan", "dai_hoi")
+_STRICT_INTENTS = frozenset({"quantity", "days", "years", "now"})
+_TIME_CHOICE = re.compile(r"\bthang \d+ (hay|hoac|hoac la|hay la) thang \d+\b")
 _EXACT_DATE = re.compile(r"\b(ngay nao|ngay may|ngay bao nhieu|hom nao)\b")
 _FUNCTION_WORDS = frozenset(
     [
@@ -1056,7 +1122,11 @@ def _guard(
         return "number"
     if not facts.dates <= doc.facts.dates and not yesno:
         return "number"
-    if not facts.intents <= doc.facts.intents:
+    missing = facts.intents - doc.facts.intents
+    # "Ai ký … ký ngày nào?" asks two things: an entry answering one of them will do; but
+    # a count, a duration or "today" must be what the entry is about.
+    strict = missing & _STRICT_INTENTS
+    if strict or (missing and missing == facts.intents):
         return "intent"
     if not query_scope <= doc.scope:
         return "out_of_scope"

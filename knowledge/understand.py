@@ -93,13 +93,13 @@ class EntityVocabulary:
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_longest", longest)
 
-    def find(self, tokens: Sequence[str]) -> Mentions:
-        """Entities in ``tokens`` (canonical): at each position the longest phrase of the
-        vocabulary, left to right."""
+    def locate(self, tokens: Sequence[str]) -> list[tuple[int, int, str, str]]:
+        """Every entity phrase in ``tokens`` (canonical) as (start, size, kind, id): at each
+        position the longest phrase of the vocabulary, left to right."""
         index: dict[Phrase, list[tuple[str, str]]] = self._index  # type: ignore[attr-defined]
         longest: dict[str, int] = self._longest  # type: ignore[attr-defined]
         blocked = _spans(tokens, self.level_exceptions) if self.level_exceptions else set()
-        found: dict[str, list[str]] = {}
+        found: list[tuple[int, int, str, str]] = []
         position, count = 0, len(tokens)
         while position < count:
             size = min(longest.get(tokens[position], 0), count - position)
@@ -115,10 +115,17 @@ class EntityVocabulary:
             for kind, entity in hits:
                 if kind == "levels" and position in blocked:
                     continue
-                bucket = found.setdefault(kind, [])
-                if entity not in bucket:
-                    bucket.append(entity)
+                found.append((position, size, kind, entity))
             position += size
+        return found
+
+    def find(self, tokens: Sequence[str]) -> Mentions:
+        """Entities in ``tokens`` (canonical), in the order of first mention."""
+        found: dict[str, list[str]] = {}
+        for _, _, kind, entity in self.locate(tokens):
+            bucket = found.setdefault(kind, [])
+            if entity not in bucket:
+                bucket.append(entity)
         return Mentions(
             levels=tuple(found.get("levels", ())),
             bodies=frozenset(found.get("bodies", ())),
@@ -204,6 +211,7 @@ def load_entities(
 
 # --------------------------------------------------------------------------- the focus
 
+_CONTRAST_RE = re.compile(r"[;,]\s*(?:con|the con|nhung con)\s+")
 _SENTENCE_RE = re.compile(r"(?<=[.?!…])\s+|\n+")
 _LIST_NUMBER_RE = re.compile(
     r"^\s*(?:(?:câu|cau|hỏi|hoi|q)\s*)?\d{1,3}\s*[.):\-–]\s+", re.IGNORECASE
@@ -232,7 +240,7 @@ _ANAPHORA_RE = re.compile(
 _YESNO_RE = re.compile(
     r"\b(co phai|phai khong|dung khong|duoc khong|co duoc|co dung|co cham|co som|"
     r"co kip|co hop le|co phu hop|co can|co bat buoc|co cho phep|hay khong|co dung tien do|"
-    r"co sao khong|duoc chua|chu nhi|dung chu|phai ko|dung ko|duoc ko|duoc hong|dung hong|"
+    r"co sao khong|duoc chua|chu nhi$|dung chu|phai ko|dung ko|duoc ko|duoc hong|dung hong|"
     r"phai hong)"
 )
 _QUESTION_WORDS = re.compile(
@@ -327,7 +335,7 @@ def focus(text: str) -> Focus:
         folded = _simple(sentence)
         if not folded:
             continue
-        if _THANKS_RE.search(folded) and not is_question(sentence) and len(folded.split()) <= 8:
+        if _THANKS_RE.search(folded) and not is_question(sentence) and len(folded.split()) <= 14:
             continue  # "Em cảm ơn nhiều."
         sentences.append(sentence)
     if not sentences:
@@ -340,6 +348,14 @@ def focus(text: str) -> Focus:
         if not candidates:
             return Focus(text=text, query=cleaned, background=cleaned, no_question=True)
         asked = [candidates[-1]]
+    # "X …; còn Y thì …?": the question is about Y, X is what the asker already knows.
+    for i in asked:
+        match = _CONTRAST_RE.search(fold(sentences[i]))
+        if match is not None and _content_words(sentences[i][match.end() :]) >= 3:
+            sentences[i : i + 1] = [sentences[i][: match.start()], sentences[i][match.end() :]]
+            asked = [j + 1 if j > i else j for j in asked]
+            asked = [j if j != i else i + 1 for j in asked]
+            break
     substantive = [i for i in asked if _content_words(sentences[i]) >= 3] or asked
     first = substantive[0]
     parts = [sentences[first]]
