@@ -32,7 +32,14 @@ from rapidfuzz.distance import OSA
 from knowledge.base import Deadline, Entry, KnowledgeError, Problem
 from knowledge.normalize import fold, nfc, roman_to_int, words
 from knowledge.reasoning import Turn, claimed_period, deadline_verdict, looks_like_followup
-from knowledge.understand import EntityVocabulary, Focus, Mentions, focus, load_entities
+from knowledge.understand import (
+    EntityVocabulary,
+    Focus,
+    Mentions,
+    focus,
+    is_question,
+    load_entities,
+)
 from knowledge.yamlfile import LineDict, LineList, YamlError, load_yaml
 
 __all__ = [
@@ -71,6 +78,7 @@ class Lexicon:
     suggest_floor: float
     candidates: int
     min_information: float = 1.0
+    domain_words: tuple[str, ...] = ()
 
     def known_words(self) -> set[str]:
         """Every word the lexicon itself can recognise (typo correction must keep them)."""
@@ -184,6 +192,7 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
         suggest_floor=number("suggest_floor", 0.3),
         candidates=int(number("candidates", 20)),
         min_information=number("min_information", 1.0),
+        domain_words=tuple(t for _, t in text_list("domain_words")),
     )
     if problems:
         raise KnowledgeError(problems)
@@ -446,6 +455,11 @@ class SearchEngine:
             (d, self.vocabulary.find(self.analyzer.canonical(d.what)).topics) for d in deadline_list
         )
         self._generic_bodies = generic
+        self._domain = tuple(
+            phrase
+            for phrase in (tuple(self.analyzer.canonical(t)) for t in lexicon.domain_words)
+            if phrase
+        )
         self.semantic: Any = None  # a semantic index, attached by the loader when available
         docs: list[_Doc] = []
         vocabulary: Counter[str] = Counter()
@@ -708,7 +722,11 @@ class SearchEngine:
             earlier = self.analyzer.canonical(previous.query, correct=self._correct)
             search_tokens = (tokens + earlier)[:_MAX_QUERY_TOKENS]
             about = mentions.merged(previous.mentions)
-        elif previous is None and content <= 3 and _bare_followup(asked.query, mentions):
+        elif previous is None and (
+            _bare_followup(asked.query)
+            # "Ký ngày nào?", "Phối hợp với ai?": a short question about nothing named
+            or (len(tokens) <= 5 and not mentions and is_question(asked.query))
+        ):
             return SearchResult(query, False, None, 0.0, (), "followup")
         context = (
             self.vocabulary.find(self.analyzer.canonical(asked.background))
@@ -832,10 +850,13 @@ class SearchEngine:
             )
             if fused is not None:
                 return self._found(query, self._docs[fused[1]], fused[0])
+        # Suggestions only for a question about the matter at all: "thời tiết Hà Nội ngày mai"
+        # shares "Hà Nội" with an entry but is not a question about congresses.
+        on_topic = any(_contains(tokens, phrase) for phrase in self._domain)
         suggestions = tuple(
             self._docs[i].entry
             for _, conf, _, i in ranked
-            if conf >= self.lexicon.suggest_floor and not self._docs[i].not_stated
+            if on_topic and conf >= self.lexicon.suggest_floor and not self._docs[i].not_stated
         )[:3]
         score = best[0] if best is not None else 0.0
         return SearchResult(query, False, None, round(score, 4), suggestions, reason)
@@ -1077,13 +1098,22 @@ _FUNCTION_WORDS = frozenset(
         "ban",
     ]
 )
-_BARE_START = re.compile(r"^(con|the con|vay con|con ve|ngoai|rieng)\b")
+_BARE_START = re.compile(r"^(con|the con|vay con|con ve|con ben|ngoai ra|the thi|vay thi)\b")
+_BARE_END = re.compile(r"\b(thi sao|the nao|ra sao|thi the nao)\s*$")
+_BARE_POINTER = re.compile(
+    r"\b(van ban|bao cao|ket luan|chuong trinh|cuoc lam viec|buoi|dong chi|viec|co quan|ban)"
+    r"\s+(do|ay|nay)\b|\b(dong chi ay|ong ay|no)\b"
+)
 
 
-def _bare_followup(text: str, mentions: Mentions) -> bool:
-    """«Còn cấp tỉnh thì sao?», «Ký ngày nào?» with nothing before them."""
+def _bare_followup(text: str) -> bool:
+    """«Còn cấp tỉnh thì sao?», «Văn bản đó ký ngày nào?» with nothing before them: only
+    the words of a follow-up, not a short question of its own ("giá vàng hôm nay")."""
     folded = " ".join(re.sub(r"[^\w\s]", " ", fold(text)).split())
-    return bool(_BARE_START.match(folded)) or not (mentions.documents or mentions.bodies)
+    if len(folded.split()) > 12:
+        return False
+    starts = bool(_BARE_START.match(folded))
+    return (starts and bool(_BARE_END.search(folded))) or bool(_BARE_POINTER.search(folded))
 
 
 def _without(text: str, negated: Sequence[str]) -> str:
