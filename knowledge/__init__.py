@@ -34,6 +34,7 @@ from knowledge.search import (
     default_lexicon_path,
     load_lexicon,
 )
+from knowledge.semantic import DEFAULT_VARIANT, SemanticIndex, model_fingerprint
 
 __all__ = [
     "LEVELS",
@@ -78,6 +79,7 @@ def load_knowledge(
     lexicon_path: Path | None = None,
     *,
     cache_dir: Path | None = None,
+    semantic: bool = True,
 ) -> Knowledge:
     """Load, validate and index; raise :class:`KnowledgeError` on any problem.
 
@@ -85,29 +87,62 @@ def load_knowledge(
     of every knowledge file, the lexicon and this package's code: an unchanged fingerprint
     means the very same content was validated before, so it is loaded without re-parsing.
     Any change (or a damaged cache file) means a full load, validation and index build.
+
+    ``semantic``: also embed the entries' texts for the semantic signal (when the model is
+    available). Embedding takes seconds per hundred texts, once: the embeddings are kept in
+    ``cache_dir`` too, and a later build embeds only the texts that changed.
     """
     directory = directory or default_knowledge_dir()
     lexicon_path = lexicon_path or default_lexicon_path()
     cache_file = None
     if cache_dir is not None:
-        cache_file = cache_dir / f"knowledge-{_fingerprint(directory, lexicon_path)}.pickle"
+        fingerprint = _fingerprint(directory, lexicon_path, semantic)
+        cache_file = cache_dir / f"knowledge-{fingerprint}.pickle"
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
     base = load_knowledge_base(directory)
     lexicon = load_lexicon(lexicon_path)
     engine = SearchEngine(base.entries.values(), lexicon, deadlines=base.deadlines.values())
+    if semantic:
+        engine.semantic = _semantic_index(engine, cache_dir)
     knowledge = Knowledge(base=base, engine=engine)
     if cache_file is not None:
         _write_cache(cache_file, knowledge)
     return knowledge
 
 
-def _fingerprint(directory: Path, lexicon_path: Path) -> str:
+def _semantic_index(engine: SearchEngine, cache_dir: Path | None) -> SemanticIndex | None:
+    """The entries' embeddings, reusing those of the last build kept in ``cache_dir``."""
+    store = cache_dir / f"embeddings-{DEFAULT_VARIANT}.pickle" if cache_dir is not None else None
+    previous = None
+    if store is not None and store.is_file():
+        try:
+            with store.open("rb") as handle:
+                loaded = pickle.load(handle)  # noqa: S301 - our own file, like the cache
+            previous = loaded if isinstance(loaded, SemanticIndex) else None
+        except Exception as exc:
+            log.warning("ignoring the embeddings %s (%s)", store, exc)
+    index = SemanticIndex.build(
+        [(e.title, *e.questions, e.answer) for e in engine.entries],
+        threads=max(1, os.cpu_count() or 1),
+        previous=previous,
+    )
+    if not index.available:
+        return None
+    if store is not None:
+        _write_pickle(store, index, prefix=".embeddings-")
+    return index
+
+
+def _fingerprint(directory: Path, lexicon_path: Path, semantic: bool = True) -> str:
     digest = hashlib.sha256()
     versions = (_CACHE_FORMAT, platform.python_version(), bm25s.__version__, np.__version__)
     digest.update(repr(versions).encode())
-    code = sorted(Path(__file__).resolve().parent.glob("*.py"))
+    if semantic:
+        digest.update(model_fingerprint().encode())
+    package = Path(__file__).resolve().parent
+    code = sorted([*package.glob("*.py"), *package.glob("*.yaml")])
     for path in [*code, lexicon_path.resolve()]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(str(directory.resolve()).encode() + b"\0")
@@ -130,15 +165,22 @@ def _read_cache(path: Path) -> Knowledge | None:
     return knowledge if isinstance(knowledge, Knowledge) else None
 
 
-def _write_cache(path: Path, knowledge: Knowledge) -> None:
+def _write_pickle(path: Path, value: object, *, prefix: str) -> bool:
+    """Write ``value`` to ``path`` atomically; False when the folder is not writable."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".knowledge-")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix)
         with os.fdopen(handle, "wb") as out:
-            pickle.dump(knowledge, out, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, path)
+    except OSError as exc:  # a read-only folder only costs start-up time
+        log.warning("could not write %s (%s)", path, exc)
+        return False
+    return True
+
+
+def _write_cache(path: Path, knowledge: Knowledge) -> None:
+    if _write_pickle(path, knowledge, prefix=".knowledge-"):
         for old in path.parent.glob("knowledge-*.pickle"):
             if old != path:
                 old.unlink(missing_ok=True)
-    except OSError as exc:  # a read-only folder only costs start-up time
-        log.warning("could not write the knowledge cache in %s (%s)", path.parent, exc)

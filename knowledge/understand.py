@@ -371,10 +371,13 @@ def focus(text: str) -> Focus:
             parts.insert(0, previous)
             plan = True
         elif refers:
-            # The nearest earlier sentence that is not about the asker themselves.
+            # The nearest earlier sentence that is not only about the asker ("Tôi là …"): a
+            # long one that starts with "Chúng tôi đang viết bài về buổi …" still names what
+            # "buổi đó" is.
             for index in range(first - 1, -1, -1):
-                if not _SELF_RE.match(_simple(sentences[index])):
-                    parts.insert(0, sentences[index])
+                earlier = sentences[index]
+                if not _SELF_RE.match(_simple(earlier)) or _content_words(earlier) >= 12:
+                    parts.insert(0, earlier)
                     break
     if not plan and _PLAN_RE.search(lead) and _YESNO_RE.search(lead):
         plan = True
