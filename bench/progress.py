@@ -103,7 +103,7 @@ async def _run(directory: Path) -> None:
     try:
         await upgrade_database(engine)
         sessions = make_session_factory(engine)
-        knowledge = load_knowledge()
+        knowledge = load_knowledge(semantic=False)
         rows = _rows()
         start = time.perf_counter()
         async with sessions() as session:

@@ -44,7 +44,7 @@ async def _run(directory: Path) -> None:
         now = utcnow()
         async with sessions() as session:
             await apply_rows(session, rows, now)
-            await sync_task_definitions(session, load_knowledge(), None)
+            await sync_task_definitions(session, load_knowledge(semantic=False), None)
             communes = (await session.exec(select(Unit.id).where(Unit.level == "xa"))).all()
             await session.exec(
                 insert(Person),

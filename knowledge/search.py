@@ -946,7 +946,7 @@ class SearchEngine:
         if about.documents and not about.documents & held.documents:
             return "document"
         bodies = about.bodies - self._generic_bodies
-        if bodies and not bodies & held.bodies:
+        if bodies and not any(_same_body(b, h) for b in bodies for h in held.bodies):
             return "body"
         # A rule about levels holds for every province; an event (a working session) only
         # for its own place.
@@ -1107,6 +1107,11 @@ _BARE_POINTER = re.compile(
     r"\b(van ban|bao cao|ket luan|chuong trinh|cuoc lam viec|buoi|dong chi|viec|co quan|ban)"
     r"\s+(do|ay|nay)\b|\b(dong chi ay|ong ay|no)\b"
 )
+
+
+def _same_body(asked: str, held: str) -> bool:
+    """A body named without its level matches each level's ("ubkt" and "ubkt_tw")."""
+    return asked == held or held.startswith(f"{asked}_") or asked.startswith(f"{held}_")
 
 
 def _bare_followup(text: str) -> bool:

@@ -31,6 +31,10 @@ EVAL_DIR = (
     SHARED / "eval" if (SHARED / "eval").is_dir() else ROOT / "tests" / "data" / "shared-eval"
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# One knowledge cache for the whole test session, this process and the ones it starts
+# (`troly ask`, `troly run`): the entries' embeddings are computed once, not per test.
+TEST_CACHE = ROOT / "var" / "test-cache"
+os.environ.setdefault("KNOWLEDGE_CACHE_DIR", str(TEST_CACHE))
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
@@ -45,7 +49,7 @@ def require(condition: bool, reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
-    return load_knowledge()
+    return load_knowledge(cache_dir=Path(os.environ["KNOWLEDGE_CACHE_DIR"]))
 
 
 # --------------------------------------------------------------------------- databases
