@@ -727,10 +727,14 @@ class SearchEngine:
             earlier = self.analyzer.canonical(previous.query, correct=self._correct)
             search_tokens = (tokens + earlier)[:_MAX_QUERY_TOKENS]
             about = mentions.merged(previous.mentions)
-        elif previous is None and not asked.background and (
-            _bare_followup(asked.query)
-            # "Ký ngày nào?", "Phối hợp với ai?": a short question about nothing named
-            or (len(tokens) <= 5 and not mentions and is_question(asked.query))
+        elif (
+            previous is None
+            and not asked.background
+            and (
+                _bare_followup(asked.query)
+                # "Ký ngày nào?", "Phối hợp với ai?": a short question about nothing named
+                or (len(tokens) <= 5 and not mentions and is_question(asked.query))
+            )
         ):
             return SearchResult(query, False, None, 0.0, (), "followup")
         context = (
