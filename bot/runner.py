@@ -30,6 +30,7 @@ __all__ = [
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+DEFAULT_GC_THRESHOLDS = (700, 10, 10)  # CPython's; bot/__main__ raises them during start-up
 
 HOW_TO_CONFIGURE = """\
 No messenger is configured, so the assistant starts in this terminal.
@@ -57,6 +58,7 @@ def freeze_startup_heap() -> None:
     high push rates those scans were a tenth of the sender's CPU (``make bench``)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
 
 
 async def run_terminal(settings: Settings, knowledge: Knowledge) -> None:
