@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from knowledge.base import Deadline
-from knowledge.normalize import fold
+from knowledge.normalize import fold, nfc
 from knowledge.understand import ENTITY_KINDS, Mentions
 
 __all__ = [
@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 _MONTH_RE = re.compile(
-    r"\b(?:(dau|giua|cuoi|het|trong|sang|den|vao)\s+)?thang\s*(\d{1,2})(?:\s*(?:/|nam)\s*(\d{4}))?\b"
+    r"\b(?:(dau|giua|cuoi|het|trong|sang|den|vao)\s+)?(?:thang\s*|th|t)(\d{1,2})"
+    r"(?:\s*(?:/|nam)\s*(\d{4}))?\b"
 )
 _DAY_RE = re.compile(r"\bngay\s+(\d{1,2})\s*/\s*(\d{1,2})(?:\s*/\s*(\d{4}))?\b")
 # A date written alone ("hai ngày 14 và 15/10"), not a document's ("kết luận 29/8").
@@ -59,7 +60,14 @@ def claimed_period(text: str, *, year: int, deadline_month: int | None = None) -
     sau", "đầu tháng 9"); ``year`` is the year of the deadline it is compared with. A month
     equal to ``deadline_month`` mentioned as the subject ("xong trong tháng 8 không?") counts
     like any other."""
-    folded = " ".join(fold(text).split())
+    written = nfc(text)
+    folded = fold(written)
+    if len(folded) != len(written):  # a rare letter that folds to two: quote the folded text
+        written = folded
+
+    def quoted(match: re.Match[str]) -> str:
+        return " ".join(written[match.start() : match.end()].split())
+
     next_year = bool(_NEXT_YEAR_RE.search(folded))
     base_year = year + 1 if next_year else year
     periods: list[Period] = []
@@ -84,7 +92,7 @@ def claimed_period(text: str, *, year: int, deadline_month: int | None = None) -
             first, last = date(when_year, month, 11), date(when_year, month, 20)
         elif position in {"cuoi", "het"}:
             first = date(when_year, month, 21)
-        periods.append(Period(first, last, match.group(0)))
+        periods.append(Period(first, last, quoted(match)))
     for match in _QUARTER_RE.finditer(folded):
         quarter = _ROMAN.get(match.group(1)) or int(match.group(1))
         first_month = 3 * (quarter - 1) + 1
@@ -92,7 +100,7 @@ def claimed_period(text: str, *, year: int, deadline_month: int | None = None) -
             Period(
                 date(base_year, first_month, 1),
                 _last_day(base_year, first_month + 2),
-                match.group(0),
+                quoted(match),
             )
         )
     if not periods and _SUMMER_RE.search(folded) and next_year:
@@ -133,7 +141,10 @@ _FOLLOWUP_START = re.compile(
     r"^(con|the con|vay con|the|vay|con ve|ngoai ra|ngoai|rieng|the thi|vay thi|con ben|"
     r"con cap|con ban|con van ban|con ket luan|con viec)\b"
 )
-_FOLLOWUP_END = re.compile(r"\b(thi sao|the nao|ra sao|thi the nao|nua|sao|nhi)\s*$")
+_FOLLOWUP_END = re.compile(r"\b(thi sao|thi the nao|thi ra sao|nua)\s*$")
+# Endings that also close a full question ("… được giao nhiệm vụ gì nhỉ?"): a follow-up only
+# when the message names nothing it is about.
+_WEAK_FOLLOWUP_END = re.compile(r"\b(the nao|ra sao|sao|nhi)\s*$")
 _POINTER = re.compile(
     r"\b(do|ay|nay|tren)\b\s*(?:$|\b(?:la|co|duoc|de|thi|ky|uu tien|cho|ve|phai|gom)\b)"
 )
@@ -150,8 +161,10 @@ def looks_like_followup(text: str, mentions: Mentions, content_words: int) -> bo
         return True
     if _PRONOUN.search(folded) or _POINTER.search(folded):
         return True
-    # A short question naming nothing it is about ("Ký ngày nào?", "Phối hợp với ai?").
     named = mentions.documents or mentions.bodies or mentions.places or mentions.persons
+    if not named and not mentions.levels and _WEAK_FOLLOWUP_END.search(folded):
+        return True
+    # A short question naming nothing it is about ("Ký ngày nào?", "Phối hợp với ai?").
     return content_words <= 5 and not named and not mentions.levels
 
 

@@ -33,6 +33,7 @@ from knowledge.base import Deadline, Entry, KnowledgeError, Problem
 from knowledge.normalize import fold, nfc, roman_to_int, words
 from knowledge.reasoning import Turn, claimed_period, deadline_verdict, looks_like_followup
 from knowledge.understand import (
+    ENTITY_KINDS,
     EntityVocabulary,
     Focus,
     Mentions,
@@ -414,6 +415,45 @@ class _Facts:
     numbers: Mapping[str, frozenset[Phrase | None]]  # number -> the heads it follows
     dates: frozenset[tuple[int, int]]  # (day, month)
     intents: frozenset[str]
+    # (number, day, month): a document's date ("Báo cáo số 447-BC/VPTW, ngày 28/8/2025")
+    document_dates: frozenset[tuple[str, int, int]] = frozenset()
+
+
+# A document's number followed by its date: "báo cáo số 447-bc/vptw, ngày 28/8/2025",
+# "chỉ thị 45 ký ngày 14/4", "báo cáo 447 đề ngày 29/8".
+_DOCUMENT_DATE_RE = re.compile(
+    r"\b(?:chi thi|ket luan|bao cao|nghi quyet|quy dinh|thong bao|huong dan|cong van|"
+    r"quyet dinh)\s+(?:so\s+)?(\d{1,4})(?:-[a-z]+(?:/[a-z]+)*)?[\s,]*"
+    r"(?:(?:de|ky|ban hanh|dat|la|vao|duoc|co)\s+){0,3}ngay\s+(\d{1,2})\s*/\s*(\d{1,2})\b"
+)
+
+
+def _document_dates(text: str) -> frozenset[tuple[str, int, int]]:
+    return frozenset(
+        (m.group(1), int(m.group(2)), int(m.group(3)))
+        for m in _DOCUMENT_DATE_RE.finditer(fold(text))
+    )
+
+
+def _numbers_verdict(doc: _Doc, facts: _Facts) -> bool | None:
+    """What a yes/no question's numbers and document dates say against the entry: False
+    when it claims one the entry states otherwise ("Hội nghị Trung ương 12" where the entry
+    says 13 under the same head, "Báo cáo 447 đề ngày 29/8" where it dates the report
+    28/8); True when a document's date is the one the entry gives; else None (a number
+    that agrees proves nothing: the claim may be about something else)."""
+    for number, heads in facts.numbers.items():
+        named = heads - {None}
+        if not named or number in doc.facts.numbers and named & doc.facts.numbers[number]:
+            continue
+        if any(named & held for held in doc.facts.numbers.values()):
+            return False
+    agreed = False
+    for number, day, month in facts.document_dates:
+        held = {(d, m) for n, d, m in doc.facts.document_dates if n == number}
+        if held and (day, month) not in held:
+            return False
+        agreed = agreed or bool(held)
+    return True if agreed else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,6 +666,7 @@ class SearchEngine:
             numbers={n: frozenset(h) for n, h in numbers.items()},
             dates=frozenset((d, m) for d, m, _ in dates),
             intents=intents,
+            document_dates=_document_dates(text),
         )
 
     # ------------------------------------------------------------------ search
@@ -725,13 +766,24 @@ class SearchEngine:
         about = mentions
         if follow and previous is not None:
             earlier = self.analyzer.canonical(previous.query, correct=self._correct)
-            search_tokens = (tokens + earlier)[:_MAX_QUERY_TOKENS]
+            # «Còn kết luận 29/8 thì sao?» after a question about Kết luận 185: the earlier
+            # question without what this one names instead (its document, level, body…).
+            replaced = {kind for kind in ENTITY_KINDS if getattr(mentions, kind)}
+            dropped = {
+                i
+                for start, size, kind, _ in self.vocabulary.locate(earlier)
+                if kind in replaced
+                for i in range(start, start + size)
+            }
+            earlier = [t for i, t in enumerate(earlier) if i not in dropped]
+            search_tokens = (_unframed(tokens) + earlier)[:_MAX_QUERY_TOKENS]
             about = mentions.merged(previous.mentions)
         elif (
             previous is None
             and not asked.background
             and (
-                _bare_followup(asked.query)
+                # (when the message has no sentence before the question to point back to)
+                (asked.query == asked.question and _bare_followup(asked.query))
                 # "Ký ngày nào?", "Phối hợp với ai?": a short question about nothing named
                 or (len(tokens) <= 5 and not mentions and is_question(asked.query))
             )
@@ -742,7 +794,8 @@ class SearchEngine:
             if asked.background
             else Mentions()
         )
-        if not context.levels and asker_level is not None:
+        # (The Centre's own officials ask about the levels below: no level of theirs.)
+        if not context.levels and asker_level is not None and asker_level != "trung_uong":
             context = replace(context, levels=(asker_level,))
         turn_query = " ".join(search_tokens)
         composed = self._deadline_answer(
@@ -756,6 +809,7 @@ class SearchEngine:
         result = self._claim_checked(query, asked, text, search_tokens, about, tokens)
         if result is None:
             result = self._retrieve(query, asked, text, search_tokens, about, own=tokens)
+        result = self._with_verdict(result, asked, text, tokens)
         entry_id = result.entry.id if result.entry is not None else None
         return replace(result, turn=Turn(turn_query, entry_id, about))
 
@@ -802,12 +856,29 @@ class SearchEngine:
         )
         if not result.matched or result.entry is None:
             return None
-        doc = next(d for d in self._docs if d.entry.id == result.entry.id)
+        doc = self._doc(result.entry.id)
         named = all(entity in doc.mentions.of(kind) for _, _, kind, entity in claims)
-        verdict = "Đúng." if named else "Không đúng."
-        return replace(
-            result, text=f"{verdict} {result.text or result.entry.answer}", verdict=named
-        )
+        return replace(result, verdict=named)
+
+    def _doc(self, entry_id: str) -> _Doc:
+        return next(d for d in self._docs if d.entry.id == entry_id)
+
+    def _with_verdict(
+        self, result: SearchResult, asked: Focus, text: str, own: list[str]
+    ) -> SearchResult:
+        """A yes/no question answered by an entry: «Đúng.» or «Không đúng.» first when its
+        claims (who, which body, which number, which date) can be checked against it."""
+        if not asked.yesno or not result.matched or result.entry is None:
+            return result
+        facts = self._facts(text, own, frozenset(), skip_dates=True)
+        verdict = result.verdict
+        checked = _numbers_verdict(self._doc(result.entry.id), facts)
+        if checked is not None:
+            verdict = checked if verdict is None else verdict and checked
+        if verdict is None:
+            return result
+        said = "Đúng." if verdict else "Không đúng."
+        return replace(result, text=f"{said} {result.text or result.entry.answer}", verdict=verdict)
 
     def _retrieve(
         self,
@@ -825,6 +896,12 @@ class SearchEngine:
         lexical = self._rank(tokens)
         if lexical is None:
             return SearchResult(query, False, None, 0.0, (), "low_confidence")
+        on_topic = any(_contains(tokens, phrase) for phrase in self._domain)
+        # "Hà Nội hôm nay bao nhiêu độ?": a place and nothing of the matter is not a
+        # question about it, however well "Hà Nội" matches the 21/8 working session.
+        named = {kind for kind in ENTITY_KINDS if getattr(about, kind)}
+        if not on_topic and named == {"places"}:
+            return SearchResult(query, False, None, 0.0, (), "off_topic")
         ranked, total, known = lexical
         facts = self._facts(text, own, self.analyzer.intents(own), skip_dates=True)
         query_scope = frozenset(
@@ -861,7 +938,6 @@ class SearchEngine:
                 return self._found(query, self._docs[fused[1]], fused[0])
         # Suggestions only for a question about the matter at all: "thời tiết Hà Nội ngày mai"
         # shares "Hà Nội" with an entry but is not a question about congresses.
-        on_topic = any(_contains(tokens, phrase) for phrase in self._domain)
         suggestions = tuple(
             self._docs[i].entry
             for _, conf, _, i in ranked
@@ -999,11 +1075,25 @@ class SearchEngine:
             found = [d for d, t in self._deadlines if topic in t]
             if topic == "dai_hoi":
                 if not levels:
-                    return None  # a congress deadline depends on the level: retrieval decides
+                    # A congress deadline depends on the level: with none named (nor the
+                    # asker's), every level's, each with its own words and citation.
+                    if asks_time and not (asked.yesno or asked.plan):
+                        return self._every_level(query, found, tokens, own)
+                    return None
                 level = levels[0]
                 found = [d for d in found if level in d.levels]
                 if not found:
-                    return None  # no deadline for that level: the sources say nothing
+                    # No deadline for that level (chi bộ, huyện): the sources say nothing,
+                    # and the entry that says so answers, whoever named the level.
+                    silent = next(
+                        (
+                            d
+                            for d in self._docs
+                            if d.not_stated and level in d.levels and topic in d.mentions.topics
+                        ),
+                        None,
+                    )
+                    return None if silent is None else self._found(query, silent, 1.0)
             if found:
                 chosen = found[0]
                 break
@@ -1052,6 +1142,26 @@ class SearchEngine:
             text=f"{sentence}\n\n{doc.entry.answer}",
             verdict=verdict,
         )
+
+    def _every_level(
+        self, query: str, found: list[Deadline], tokens: list[str], own: Mentions
+    ) -> SearchResult | None:
+        docs = []
+        for deadline in sorted(found, key=lambda d: d.due):
+            doc = next((d for d in self._docs if d.entry.id == deadline.entry), None)
+            if doc is not None and doc not in docs:
+                docs.append(doc)
+        scope = frozenset(
+            index
+            for index, phrase in enumerate(self.analyzer.out_of_scope)
+            if _contains(tokens, phrase)
+        )
+        docs = [d for d in docs if scope <= d.scope and not self._conflict(own, d, yesno=True)]
+        if len(docs) < 2:
+            return None
+        parts = "\n\n".join(f"• {doc.entry.title}: {doc.entry.answer}" for doc in docs)
+        text = f"Thời hạn đại hội tùy theo cấp:\n\n{parts}"
+        return SearchResult(query, True, docs[0].entry, 1.0, (), "ok", text=text)
 
 
 # Which deadline a question is about when it names several topics: the specific ones first
@@ -1118,6 +1228,23 @@ def _same_body(asked: str, held: str) -> bool:
     return asked == held or held.startswith(f"{asked}_") or asked.startswith(f"{held}_")
 
 
+_FRAME_START = (("the", "con"), ("vay", "con"), ("con",))
+_FRAME_END = (("thi", "the", "nao"), ("thi", "ra", "sao"), ("thi", "sao"), ("nua",), ("sao",))
+
+
+def _unframed(tokens: list[str]) -> list[str]:
+    """A follow-up's words without its frame («còn … thì sao?»), which no entry has."""
+    for frame in _FRAME_START:
+        if tuple(tokens[: len(frame)]) == frame and len(tokens) > len(frame):
+            tokens = tokens[len(frame) :]
+            break
+    for frame in _FRAME_END:
+        if tuple(tokens[-len(frame) :]) == frame and len(tokens) > len(frame):
+            tokens = tokens[: -len(frame)]
+            break
+    return tokens
+
+
 def _bare_followup(text: str) -> bool:
     """«Còn cấp tỉnh thì sao?», «Văn bản đó ký ngày nào?» with nothing before them: only
     the words of a follow-up, not a short question of its own ("giá vàng hôm nay")."""
@@ -1167,7 +1294,15 @@ def _guard(
     # An entry about what the sources do not state answers only the kind of question it
     # is about: "Hội nghị Trung ương 13 họp khi nào?" (not stated) is not "trình hội nghị
     # nào?" (stated).
-    if doc.not_stated and doc.facts.intents and not doc.facts.intents & facts.intents:
+    # One about a level the sources never mention (huyện) also answers a question of no
+    # particular kind about that level ("Cấp huyện có phải tổ chức đại hội không?"); the
+    # entity check makes sure the level is the one asked about.
+    if (
+        doc.not_stated
+        and doc.facts.intents
+        and not doc.facts.intents & facts.intents
+        and facts.intents
+    ):
         return "intent"
     missing = facts.intents - doc.facts.intents
     # "Ai ký … ký ngày nào?" asks two things: an entry answering one of them will do; but

@@ -112,11 +112,30 @@ class EntityVocabulary:
             if hits is None:
                 position += 1
                 continue
+            kinds = set()
             for kind, entity in hits:
                 if kind == "levels" and position in blocked:
                     continue
                 found.append((position, size, kind, entity))
+                kinds.add(kind)
+            # "đại hội tỉnh" is the provincial level and a congress: a shorter phrase at the
+            # same place that is another kind of entity is kept too.
+            for shorter in range(size - 1, 0, -1):
+                for kind, entity in index.get(tuple(tokens[position : position + shorter]), ()):
+                    if kind not in kinds and kind != "levels":
+                        found.append((position, shorter, kind, entity))
+                        kinds.add(kind)
+            # "tỉnh Quảng Ninh": "tỉnh" alone folds like "tính" (to plan), but before the
+            # name of a province it is the provincial level.
+            if (
+                "places" in kinds
+                and position > 0
+                and tokens[position - 1] == "tinh"
+                and not any(f[2] == "levels" and f[0] == position - 1 for f in found)
+            ):
+                found.append((position - 1, 1, "levels", "truc_thuoc_tw"))
             position += size
+        found.sort(key=lambda f: f[0])
         return found
 
     def find(self, tokens: Sequence[str]) -> Mentions:
@@ -214,16 +233,29 @@ def load_entities(
 _CONTRAST_RE = re.compile(r"[;,]\s*(?:con|the con|nhung con)\s+")
 _SENTENCE_RE = re.compile(r"(?<=[.?!…])\s+|\n+")
 _LIST_NUMBER_RE = re.compile(
-    r"^\s*(?:(?:câu|cau|hỏi|hoi|q)\s*)?\d{1,3}\s*[.):\-–]\s+", re.IGNORECASE
+    r"^\s*(?:(?:câu hỏi|cau hoi|câu|cau|hỏi|hoi|q)\s*(?:số|so)?\s*)?\d{1,3}\s*[.):\-–]\s+",
+    re.IGNORECASE
 )
 _GREETING_RE = re.compile(
-    r"^(?:d?a\s+)?(?:xin chao|kinh chao|kinh gui|chao|hello|hi|alo|da|thua|ad oi|bot oi|"
+    r"^(?:d?a\s+)?(?:(?:em|toi|minh|chung em|chung toi|con|chau|tui)\s+(?=(?:xin |kinh )?chao))?"
+    r"(?:xin chao|kinh chao|kinh gui|chao|hello|hi|alo|da|thua|ad oi|bot oi|"
     r"tro ly oi|anh chi oi|moi nguoi oi|ca nha oi|mn oi)\b[^,.!?]*?(?:[,.!]|$)"
+)
+# What a message that only acknowledges an answer says ("Dạ vâng, em hiểu rồi ạ.").
+_ACK_RE = re.compile(
+    r"^(?:(?:da|vang|ok|oke|okay|uh|u|duoc|tot|hay|roi|ro|hieu|em|toi|minh|chung em|"
+    r"chung toi|da ro|nhe|nha|a|qua|lam|nhieu|vay|the|ha)\s*)+$"
 )
 _THANKS_RE = re.compile(r"\b(cam on|camon|thanks|thank you|tks|thanks nhieu|xin cam on)\b")
 _SELF_RE = re.compile(
     r"^(?:toi|em|minh|chung toi|chung em|tui|tao|anh|chi|bac)\s+"
     r"(?:la|dang|vua|moi|duoc|o|lam|phu trach|thuoc|co|can)\b"
+)
+# A sentence about the asker that still names what a later "văn bản đó" points to ("Tôi
+# đang xem Kết luận 185. Văn bản đó ai ký?").
+_NAMES_THING_RE = re.compile(
+    r"\b(ket luan|chi thi|bao cao|nghi quyet|quy dinh|van ban|hoi nghi|phien hop|cuoc hop|"
+    r"buoi lam viec|cuoc lam viec|thong bao|huong dan|ke hoach|chuong trinh|dai hoi)\b"
 )
 _PLAN_RE = re.compile(
     r"\b(du kien|du dinh|dinh|dang tinh|tinh lui|tinh gop|tinh de|tinh to chuc|ke hoach|"
@@ -241,7 +273,7 @@ _YESNO_RE = re.compile(
     r"\b(co phai|phai khong|dung khong|duoc khong|co duoc|co dung|co cham|co som|"
     r"co kip|co hop le|co phu hop|co can|co bat buoc|co cho phep|hay khong|co dung tien do|"
     r"co sao khong|duoc chua|chu nhi$|dung chu|phai ko|dung ko|duoc ko|duoc hong|dung hong|"
-    r"phai hong)"
+    r"phai hong|dc ko|dc khong|dc hong|dc k|duoc k|dc chua|ok ko|ok khong|phai k|dung k)\b"
 )
 _QUESTION_WORDS = re.compile(
     r"^(ai|khi nao|bao gio|tai sao|vi sao|lam sao|lam the nao|nhu the nao|the nao|co phai|"
@@ -250,20 +282,21 @@ _QUESTION_WORDS = re.compile(
 )
 _QUESTION_ENDS = re.compile(
     r"\b(khong|ko|k|hong|chua|gi|j|nao|sao|ai|dau|may|bao nhieu|bao gio|the nao|ra sao|"
-    r"duoc khong|phai khong|chang|u|vay|day|the|nhi)$"
+    r"duoc khong|phai khong|chang|u|vay|day|the|nhi|bn|ko|dc ko)$"
 )
 _QUESTION_INSIDE = re.compile(
     r"\b(khi nao|bao gio|thang may|thang nao|ngay nao|ngay may|nhu the nao|the nao|"
     r"la gi|lam gi|gi khong|duoc khong|phai khong|dung khong|co phai|ra sao|bao nhieu|"
     r"nhung gi|nhung ai|ai la|la ai|do ai|cua ai|voi ai|cho ai|nhung viec gi|viec gi|"
-    r"noi dung gi|nao)\b"
+    r"noi dung gi|nao|ai ky|ai ban hanh|ai chu tri|ai phu trach|ngay bn|bn)\b"
 )
 _POLITE_TAIL = re.compile(
     r"(\s+(a|ha|nhi|nhe|nha|vay|z|day|the|ah|ak|a oi|voi|giup em|giup toi|nhe a|nha a|"
     r"a anh|a chi|ad|mn|moi nguoi|nhieu|ta|v|hen|ne|dzay|dza|ha|hem|hong))+$"
 )
 _NEGATED_RE = re.compile(
-    r"(?:\(\s*)?(?:chu\s+)?khong\s+phai(?:\s+la)?\s+([^,.;()?!]+?)(?=\s*(?:[,.;()?!]|$))"
+    r"(?:\(\s*)?(?:chu\s+)?khong\s+phai(?:\s+la)?\s+([^,.;()?!]+?)"
+    r"(?=\s*(?:[,.;()?!]|$)|\s+ma(?:\s+la)?\s)"
 )
 
 
@@ -331,12 +364,14 @@ def focus(text: str) -> Focus:
     cleaned = _LIST_NUMBER_RE.sub("", text)
     sentences: list[str] = []
     for raw in _sentences(cleaned):
-        sentence = _strip_greeting(_LIST_NUMBER_RE.sub("", raw))
+        raw = _LIST_NUMBER_RE.sub("", raw)
+        whole = _simple(raw)
+        if _THANKS_RE.search(whole) and not is_question(raw) and len(whole.split()) <= 14:
+            continue  # "Em cảm ơn nhiều.", "Dạ em cảm ơn, em hiểu rồi ạ."
+        sentence = _strip_greeting(raw)
         folded = _simple(sentence)
-        if not folded:
+        if not folded or _ACK_RE.match(folded):
             continue
-        if _THANKS_RE.search(folded) and not is_question(sentence) and len(folded.split()) <= 14:
-            continue  # "Em cảm ơn nhiều."
         sentences.append(sentence)
     if not sentences:
         return Focus(text=text, query=cleaned, no_question=True)
@@ -376,7 +411,12 @@ def focus(text: str) -> Focus:
             # "buổi đó" is.
             for index in range(first - 1, -1, -1):
                 earlier = sentences[index]
-                if not _SELF_RE.match(_simple(earlier)) or _content_words(earlier) >= 12:
+                simple = _simple(earlier)
+                if (
+                    not _SELF_RE.match(simple)
+                    or _content_words(earlier) >= 12
+                    or _NAMES_THING_RE.search(simple)
+                ):
                     parts.insert(0, earlier)
                     break
     if not plan and _PLAN_RE.search(lead) and _YESNO_RE.search(lead):
@@ -385,9 +425,11 @@ def focus(text: str) -> Focus:
     others = tuple(sentences[i] for i in substantive[1:])
     used = {sentences[i] for i in asked}
     background = " ".join(s for s in sentences if s not in used and s not in parts)
-    folded_query = _simple(query)
-    yesno = bool(_YESNO_RE.search(_simple(sentences[first]))) or bool(
-        re.search(r"\b(co|duoc)\b.*\b(khong|ko|hong|chua)\b", folded_query)
+    # "… có được không?", "… có phải … không": a yes/no question ends with its particle; "Việc
+    # nào được giao mà không có thời hạn riêng?" asks which.
+    lead_trimmed = _POLITE_TAIL.sub("", lead)
+    yesno = bool(_YESNO_RE.search(lead)) or bool(
+        re.search(r"\b(co|duoc)\b.*\b(khong|ko|hong|chua)$", lead_trimmed)
     )
     negated = tuple(m.group(1).strip() for m in _NEGATED_RE.finditer(fold(query)))
     return Focus(

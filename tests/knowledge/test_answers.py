@@ -100,18 +100,9 @@ def assert_not_stated(seen: Seen, entry_id: str) -> None:
         "Đại hội tỉnh phải xong khi nào?",
         pytest.param(
             "Tỉnh Quảng Ninh phải đại hội xong khi nào?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="'Tỉnh <province>' is no level: answered with the commune entry, tháng 8",
-            ),
         ),
         pytest.param(
             "Theo phương châm tiết kiệm, đại hội đảng bộ tỉnh phải xong khi nào?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="'phương châm' is read as 'phường' (level xa, named first): "
-                "answered with the commune entry, tháng 8",
-            ),
         ),
     ],
 )
@@ -163,10 +154,6 @@ def test_the_grassroots_deadline_is_not_stated(knowledge: Knowledge, message: st
         "Quận ủy phải đại hội trước tháng nào?",
         pytest.param(
             "Đảng bộ thị xã phải đại hội xong khi nào?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="'thị xã' is read as the commune level: matched, commune entry, tháng 8",
-            ),
         ),
         pytest.param(
             "Cấp huyện có phải tổ chức đại hội không?",
@@ -353,11 +340,6 @@ def test_the_signer_of_conclusion_185(knowledge: Knowledge, message: str) -> Non
         "Kết luận ngày 29/8 (không phải Kết luận 185) do ai ký?",
         pytest.param(
             "Ai ký kết luận, không phải Kết luận 185 mà là kết luận phiên họp 29/8?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the negation swallows 'mà là kết luận phiên họp 29/8': not matched, "
-                "reason 'followup'",
-            ),
         ),
     ],
 )
@@ -483,11 +465,6 @@ def test_a_yes_no_claim_about_congress_13_is_corrected(knowledge: Knowledge) -> 
         "Tỉnh ủy dự kiến tổ chức đại hội từ 28/10 đến 2/11 có đúng hạn không?",
         pytest.param(
             "Đại hội tỉnh dự kiến giữa tháng 11 có được không?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="'đại hội tỉnh' hides the congress topic: matched with "
-                "thoi-gian-thao-luan-van-kien and no verdict",
-            ),
         ),
     ],
 )
@@ -541,17 +518,9 @@ def test_a_commune_planning_august_is_in_time(knowledge: Knowledge, message: str
         "Ban Thường vụ tính lùi đại hội đảng bộ xã sang tháng 9 có được không?",
         pytest.param(
             "xã em đại hội tháng 9 đc ko",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="'đc ko' is not read as yes/no: not matched (low_confidence)",
-            ),
         ),
         pytest.param(
             "Xã em định đại hội vào t9 được không?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="'t9' gives no period: not matched (low_confidence)",
-            ),
         ),
     ],
 )
@@ -600,11 +569,6 @@ def test_training_is_due_in_september(
     assert "thang 9" in seen.folded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the verdict quotes the plan from the folded text: «giua thang 11/2025» instead "
-    "of «giữa tháng 11/2025»",
-)
 def test_the_verdict_quotes_the_plan_as_written(knowledge: Knowledge) -> None:
     seen = ask(
         knowledge,
@@ -787,11 +751,6 @@ def test_a_follow_up_about_a_level_without_a_deadline(
             "Ai ký kết luận phiên họp 29/8?",
             "Học viện Chính trị quốc gia Hồ Chí Minh được giao nhiệm vụ gì nhỉ?",
             "hoc-vien-chinh-tri-quoc-gia",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="'nhỉ' makes it a follow-up: it inherits the 29/8 conclusion and is "
-                "not matched (reason 'document')",
-            ),
         ),
     ],
 )
@@ -949,10 +908,6 @@ def test_a_question_wrapped_in_a_message_is_answered(
         ),
         pytest.param(
             "Em chào anh chị ạ.",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the greeting is not recognised: matched True with kl-185-tong-quan",
-            ),
         ),
     ],
 )

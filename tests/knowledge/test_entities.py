@@ -94,50 +94,23 @@ def test_words_that_fold_like_a_level_are_not_levels(text: str) -> None:
     assert find(text).levels == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'phương châm' folds like 'phường' and is not in level_exceptions: found as the "
-    "level xa, so «Theo phương châm tiết kiệm, đại hội đảng bộ tỉnh phải xong khi nào?» is "
-    "answered with the commune deadline (tháng 8)",
-)
 def test_phuong_cham_is_not_a_ward() -> None:
     assert find("phương châm tiết kiệm").levels == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'vùng sâu, vùng xa' (remote areas) folds like 'xã': found as the level xa",
-)
 def test_remote_areas_are_not_communes() -> None:
     assert find("đảng bộ ở vùng sâu, vùng xa").levels == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'thị xã' (a district-level town, like quận and huyện) is found as the commune "
-    "level xa, so «Đảng bộ thị xã phải đại hội xong khi nào?» gets the August deadline "
-    "instead of the not-stated answer about districts",
-)
 def test_a_town_is_a_district_not_a_commune() -> None:
     assert find("Đảng bộ thị xã").levels == ("huyen",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'tỉnh' followed by a province name ('tỉnh Quảng Ninh') is not a level (only "
-    "'tỉnh ủy', 'đảng bộ tỉnh'… are), so «Tỉnh Quảng Ninh phải đại hội xong khi nào?» is "
-    "answered with the commune deadline (tháng 8)",
-)
 @pytest.mark.parametrize("text", ["Tỉnh Quảng Ninh", "tỉnh Nghệ An"])
 def test_a_province_named_with_tinh_is_the_provincial_level(text: str) -> None:
     assert find(text).levels == ("truc_thuoc_tw",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the level phrase 'đại hội tỉnh' swallows the topic 'đại hội' (longest phrase "
-    "wins), so «Đại hội tỉnh dự kiến giữa tháng 11 có được không?» gets no deadline check",
-)
 def test_dai_hoi_tinh_names_both_the_level_and_the_congress() -> None:
     mentions = find("đại hội tỉnh")
     assert mentions.levels == ("truc_thuoc_tw",)

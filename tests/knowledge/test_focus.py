@@ -131,13 +131,6 @@ def test_a_pointer_pulls_in_the_sentence_it_refers_to(
     assert asked.plan is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sentence starting 'Tôi đang …' / 'Mình vừa …' is taken for the asker's "
-    "introduction, so the pointer ('Văn bản đó', 'Kết luận đó') loses the document it "
-    "names; the search then answers «Tôi đang xem Kết luận 185. Văn bản đó ai ký?» with "
-    "the signer of the 29/8 conclusion",
-)
 @pytest.mark.parametrize(
     ("context", "question"),
     [
@@ -228,20 +221,10 @@ def test_a_message_that_only_greets_thanks_or_introduces_asks_nothing(message: s
     assert focus(message).no_question is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a greeting that starts with the speaker ('Em chào …') is not recognised: "
-    "no_question is False and the search answers it with the summary of Kết luận 185",
-)
 def test_a_greeting_starting_with_the_speaker_asks_nothing() -> None:
     assert focus("Em chào anh chị ạ.").no_question is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'Dạ' is stripped as a greeting together with the thanks up to the comma, so "
-    "'Dạ em cảm ơn, em hiểu rồi ạ.' keeps 'em hiểu rồi ạ' as a question to search",
-)
 def test_thanks_with_an_acknowledgement_asks_nothing() -> None:
     assert focus("Dạ em cảm ơn, em hiểu rồi ạ.").no_question is True
 
@@ -287,20 +270,10 @@ def test_plain_questions_are_not_yes_no(message: str) -> None:
     assert focus(message).yesno is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the chat form 'đc ko' (được không) is not recognised as a yes/no question "
-    "(and the search then answers nothing for «xã em đại hội tháng 9 đc ko»)",
-)
 def test_chat_form_dc_ko_is_yes_no() -> None:
     assert focus("xã em đại hội tháng 9 đc ko").yesno is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'được … không' anywhere in the text makes any question yes/no: a 'which' "
-    "question with 'mà không có' inside is flagged yesno=True",
-)
 def test_a_which_question_with_khong_inside_is_not_yes_no() -> None:
     assert focus("Việc nào được giao mà không có thời hạn riêng?").yesno is False
 
@@ -324,11 +297,6 @@ def test_nothing_is_negated_in_a_plain_question() -> None:
     assert focus("Kết luận 185 do ai ký?").negated == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="«không phải X mà là Y» captures 'X mà là Y' as negated, so the search removes "
-    "the document actually asked about (and answers reason='followup')",
-)
 def test_the_negation_stops_before_ma_la() -> None:
     asked = focus("Ai ký kết luận, không phải Kết luận 185 mà là kết luận phiên họp 29/8?")
     assert asked.negated == ("ket luan 185",)
@@ -394,12 +362,6 @@ def test_statements_and_notes_are_not_questions(text: str | None) -> None:
     assert is_question(text) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat questions with the question word inside and a chat tail ('kl 185 ai ky z', "
-    "'ct 45 ngay bn') are not recognised: is_question is False (a note flow would take "
-    "them as a note)",
-)
 @pytest.mark.parametrize("text", ["kl 185 ai ky z", "ct 45 ngay bn"])
 def test_chat_questions_with_the_question_word_inside(text: str) -> None:
     assert is_question(text) is True

@@ -111,12 +111,6 @@ def test_the_period_is_quoted_as_written(text: str, written: str) -> None:
     assert period(text).text == written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a month period is quoted from the folded text: «giua thang 11/2025» instead of "
-    "«giữa tháng 11/2025» (and «quy iv», «dau thang 9»), so the verdict an official reads "
-    "repeats their words without diacritics",
-)
 @pytest.mark.parametrize(
     "written", ["giữa tháng 11/2025", "đầu tháng 9", "sang tháng 11", "quý IV"]
 )
@@ -124,12 +118,6 @@ def test_month_and_quarter_periods_are_quoted_as_written(written: str) -> None:
     assert period(f"Ban Thường vụ dự kiến {written}").text == written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the chat shorthand 't9'/'th10' (tháng 9/10), which the search analyzer expands, "
-    "is not read as a month: no period, so «Xã em định đại hội vào t9 được không?» gets "
-    "no verdict",
-)
 @pytest.mark.parametrize(("text", "month"), [("đại hội vào t9", 9), ("xong trong th10", 10)])
 def test_month_shorthand_is_a_period(text: str, month: int) -> None:
     found = claimed_period(text, year=2025)
@@ -272,13 +260,6 @@ def test_full_questions_are_not_follow_ups(
     assert looks_like_followup(text, mentions, content_words) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a full question that ends with the chat particle 'nhỉ' counts as a follow-up "
-    "(_FOLLOWUP_END), so after a question about the 29/8 conclusion «Học viện Chính trị "
-    "quốc gia Hồ Chí Minh được giao nhiệm vụ gì nhỉ?» inherits that document and is not "
-    "answered",
-)
 def test_a_full_question_ending_with_nhi_is_not_a_follow_up() -> None:
     assert (
         looks_like_followup(
