@@ -61,6 +61,97 @@ def test_ask_reads_stdin_when_no_arguments() -> None:
     assert set(records[1]["suggestions"][0]) == {"entry_id", "title"}
 
 
+FOLLOW_UP = "Xã phải đại hội xong khi nào?\nCòn cấp tỉnh thì sao?\n"
+
+
+def ask_json(*args: str, input: str | None = None) -> list[dict[str, object]]:
+    result = runner.invoke(app, ["ask", "--json", *args], input=input)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_ask_conversation_resolves_follow_ups() -> None:
+    first, second = ask_json("--conversation", input=FOLLOW_UP)
+    assert first["matched"] is True and first["entry_id"] == "han-dai-hoi-cap-xa"
+    assert second["question"] == "Còn cấp tỉnh thì sao?"
+    assert second["matched"] is True and second["entry_id"] == "han-dai-hoi-truc-thuoc-tw"
+    assert "tháng 10" in str(second["answer"]) and "tháng 8" not in str(second["answer"])
+    # A new full question starts afresh; the next follow-up refers to it.
+    turns = FOLLOW_UP + "Ai ký Kết luận 185?\nKý ngày nào?\n"
+    *_, signer, date = ask_json("--conversation", input=turns)
+    assert signer["entry_id"] == "kl-185-nguoi-ky" and "tháng 10" not in str(signer["answer"])
+    assert date["matched"] is True and "22/8" in str(date["answer"])
+    # The turns may also be given as arguments.
+    _, by_argument = ask_json("--conversation", *FOLLOW_UP.splitlines())
+    assert by_argument["entry_id"] == "han-dai-hoi-truc-thuoc-tw"
+
+
+def test_ask_conversation_as_a_real_process_reading_a_pipe(tmp_path: Path) -> None:
+    """As the acceptance set runs it: `troly ask --json --conversation < turns`."""
+    env = {k: v for k, v in os.environ.items() if k not in {"KNOWLEDGE_DIR", "PYTHONIOENCODING"}}
+    env["PYTHONPATH"] = str(ROOT)
+    env["LC_ALL"] = env["LANG"] = "C"  # no UTF-8 locale: the JSON must still be UTF-8
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "ask", "--json", "--conversation"],
+        cwd=tmp_path,
+        env=env,
+        input=FOLLOW_UP.encode("utf-8"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    first, second = [json.loads(line) for line in done.stdout.decode("utf-8").splitlines()]
+    assert first["question"] == "Xã phải đại hội xong khi nào?"
+    assert second["matched"] is True and "tháng 10" in second["answer"]
+
+
+def test_ask_without_conversation_keeps_every_line_alone() -> None:
+    from handlers.qa import FOLLOWUP_ALONE
+
+    first, second = ask_json(input=FOLLOW_UP)
+    assert first["matched"] is True
+    assert second["matched"] is False and second["entry_id"] is None
+    assert second["answer"] == FOLLOWUP_ALONE  # a polite request, not a guess
+    assert second["suggestions"] == [] and second["citation"] is None
+
+
+BAD_INPUT = [
+    "",
+    "   ",
+    "đại hội " * 1250,  # 10,000 characters
+    "dai hoi\x00 xa\x07 xong\x1b[31m khi nao\x1b[0m",
+    "🙂🙂🙂",
+    "<b>đại hội</b> <script>alert(1)</script> *bold* _it_ [x](http://a)",
+    "'; DROP TABLE message_log; --",
+    "SELECT * FROM conversation WHERE 1=1; --",
+]
+
+
+@pytest.mark.parametrize("question", BAD_INPUT, ids=range(len(BAD_INPUT)))
+def test_ask_json_gives_one_line_for_any_input(question: str) -> None:
+    [record] = ask_json(question)
+    assert record["question"] == question
+    assert isinstance(record["matched"], bool)
+    assert isinstance(record["answer"], str) and record["answer"].strip()
+    assert "Traceback" not in record["answer"]
+
+
+def test_ask_json_reads_bad_input_from_stdin_too() -> None:
+    lines = [q for q in BAD_INPUT if q.strip() and "\x00" not in q] + ["Ai ký Kết luận 185?"]
+    records = ask_json(input="\n".join(lines) + "\n")
+    assert [r["question"] for r in records] == lines
+    assert records[-1]["matched"] is True  # what comes after bad input is still answered
+
+
+def test_chat_resolves_follow_ups_from_stdin() -> None:
+    """`troly chat`: the lines typed are one person's conversation."""
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["chat"], input=FOLLOW_UP)
+    assert result.exit_code == 0, result.output
+    assert "tháng 8/2025" in result.stdout and "tháng 10/2025" in result.stdout
+    assert "hỏi đầy đủ hơn" not in result.stdout
+
+
 def test_kb_check_ok() -> None:
     result = runner.invoke(app, ["kb", "check"])
     assert result.exit_code == 0
