@@ -314,6 +314,13 @@ class Analyzer:
         for index, token in enumerate(tokens):
             if not token.isdigit() or token in skip:
                 continue
+            # "30 phút cho thảo luận", "500 đại biểu": an amount in a story, not a fact
+            # an entry must hold.
+            if (
+                tuple(tokens[index + 1 : index + 2]) in _UNITS
+                or tuple(tokens[index + 1 : index + 3]) in _UNITS
+            ):
+                continue
             j = index
             while j > 0 and tokens[j - 1] in fillers:
                 j -= 1
@@ -324,6 +331,31 @@ class Analyzer:
                     break
             found.setdefault(token, set()).add(head)
         return found
+
+
+_UNITS = frozenset(
+    tuple(unit.split())
+    for unit in (
+        "phut",
+        "gio",
+        "tieng",
+        "nguoi",
+        "dai bieu",
+        "dang vien",
+        "trieu",
+        "ty",
+        "nghin",
+        "ngan",
+        "dong",
+        "phan tram",
+        "km",
+        "buoi",
+        "phong",
+        "xe",
+        "mon",
+        "tiet muc",
+    )
+)
 
 
 # A folded Vietnamese syllable: onset, vowel nucleus, final consonant.
@@ -443,7 +475,7 @@ def _numbers_verdict(doc: _Doc, facts: _Facts) -> bool | None:
     that agrees proves nothing: the claim may be about something else)."""
     for number, heads in facts.numbers.items():
         named = heads - {None}
-        if not named or number in doc.facts.numbers and named & doc.facts.numbers[number]:
+        if not named or (number in doc.facts.numbers and named & doc.facts.numbers[number]):
             continue
         if any(named & held for held in doc.facts.numbers.values()):
             return False
@@ -688,12 +720,15 @@ class SearchEngine:
     ) -> tuple[list[tuple[float, float, float, int]], float, np.ndarray] | None:
         """Lexical candidates for ``tokens``: (rank, confidence, coverage, entry index), best
         first; also the question's information mass and its known feature ids."""
+        every = [self._vocab.get(f) for f in features(tokens)]
         query_features = list(dict.fromkeys(features(tokens)))
         feature_ids = [self._vocab.get(f) for f in query_features]
         ids = [i for i in feature_ids if i is not None]
         if not ids:
             return None
-        scores = self._bm25.get_scores(ids)
+        # A word said again counts again ("pháo hoa", "sân khấu", "hoành tráng": three
+        # ways of the one thing the sources call "phô trương").
+        scores = self._bm25.get_scores([i for i in every if i is not None])
         k = min(self.lexicon.candidates, len(scores))
         top = [int(i) for i in np.argpartition(-scores, k - 1)[:k] if scores[i] > 0]
         if not top:
@@ -810,6 +845,8 @@ class SearchEngine:
         if result is None:
             result = self._retrieve(query, asked, text, search_tokens, about, own=tokens)
         result = self._with_verdict(result, asked, text, tokens)
+        if not (about.levels or context.levels or about.places):
+            result = self._every_level(result, asked, search_tokens, mentions)
         entry_id = result.entry.id if result.entry is not None else None
         return replace(result, turn=Turn(turn_query, entry_id, about))
 
@@ -903,7 +940,12 @@ class SearchEngine:
         if not on_topic and named == {"places"}:
             return SearchResult(query, False, None, 0.0, (), "off_topic")
         ranked, total, known = lexical
-        facts = self._facts(text, own, self.analyzer.intents(own), skip_dates=True)
+        # What kind of answer is wanted comes from the question sentence, not from the story
+        # searched with it ("… chưa rõ ai làm, khi nào xong. Dự thảo như vậy đã đạt chưa?").
+        asked_own = own
+        if asked.question and asked.question != asked.query:
+            asked_own = self.analyzer.canonical(asked.question, correct=self._correct)
+        facts = self._facts(text, own, self.analyzer.intents(asked_own), skip_dates=True)
         query_scope = frozenset(
             index
             for index, phrase in enumerate(self.analyzer.out_of_scope)
@@ -956,6 +998,10 @@ class SearchEngine:
     SEMANTIC_MIN_LEXICAL = 0.29
     SEMANTIC_MIN_COVERAGE = 0.12
     SEMANTIC_MAX_LEXICAL_RANK = 1
+    SEMANTIC_CANDIDATES = 8  # the closest entries in meaning looked at
+    AGREED_MIN_Z = 1.6  # when the closest in meaning is also the first by BM25
+    AGREED_MIN_COVERAGE = 0.06
+    AGREED_MIN_LEXICAL = 0.2
 
     def _fused(
         self,
@@ -982,22 +1028,41 @@ class SearchEngine:
                 or self._conflict(about, doc, yesno=asked.yesno)
             )
 
-        best = next((int(i) for i in np.argsort(-similarity) if admissible(int(i))), None)
-        if best is None:
-            return None
         lexical_order = [i for _, _, _, i in ranked if admissible(i)]
-        if best not in lexical_order[: self.SEMANTIC_MAX_LEXICAL_RANK + 1]:
-            return None
+        lexical_top = lexical_order[: self.SEMANTIC_MAX_LEXICAL_RANK + 1]
+        semantic_order = [int(i) for i in np.argsort(-similarity)[: self.SEMANTIC_CANDIDATES]]
+        semantic_top = [i for i in semantic_order if admissible(i)][:2]
         spread = float(similarity.std()) or 1.0
-        z = (float(similarity[best]) - float(similarity.mean())) / spread
-        [(_, confidence, coverage, _)] = self._score([best], tokens, known, total, None)
-        if (
-            z >= self.SEMANTIC_MIN_Z
-            and confidence >= self.SEMANTIC_MIN_LEXICAL
-            and coverage >= self.SEMANTIC_MIN_COVERAGE
-        ):
-            return min(1.0, confidence + 0.03 * z), best
-        return None
+        mean = float(similarity.mean())
+        chosen: tuple[float, int] | None = None
+        # The entries both signals put near the top; of those that stand out in meaning and
+        # share enough words, the one with the best combined evidence.
+        # The entry the word statistics (BM25) rank first among the admissible ones: when
+        # the closest in meaning is that same entry, two independent signals agree.
+        by_bm25 = max(
+            ((rank - confidence, i) for rank, confidence, _, i in ranked if admissible(i)),
+            default=(0.0, -1),
+        )[1]
+        for i in semantic_top:
+            agreed = i == by_bm25 and i == semantic_order[0]
+            if i not in lexical_top and not agreed:
+                continue
+            z = (float(similarity[i]) - mean) / spread
+            [(_, confidence, coverage, _)] = self._score([i], tokens, known, total, None)
+            if (
+                agreed
+                and z >= self.AGREED_MIN_Z
+                and coverage >= self.AGREED_MIN_COVERAGE
+                and confidence >= self.AGREED_MIN_LEXICAL
+            ) or (
+                z >= self.SEMANTIC_MIN_Z
+                and confidence >= self.SEMANTIC_MIN_LEXICAL
+                and coverage >= self.SEMANTIC_MIN_COVERAGE
+            ):
+                fused = min(1.0, confidence + 0.03 * z)
+                if chosen is None or fused > chosen[0]:
+                    chosen = (fused, i)
+        return chosen
 
     def _found(self, query: str, doc: _Doc, confidence: float) -> SearchResult:
         if doc.not_stated:
@@ -1067,7 +1132,9 @@ class SearchEngine:
         )
         if not (asks_time or asked.yesno or asked.plan):
             return None
-        levels = about.levels or context.levels
+        # A province or a city named alone ("Thành ủy Hà Nội", "Quảng Ninh") is a party
+        # organisation directly under the Centre.
+        levels = about.levels or context.levels or (("truc_thuoc_tw",) if about.places else ())
         chosen: Deadline | None = None
         for topic in _TOPIC_ORDER:
             if topic not in topics:
@@ -1077,9 +1144,7 @@ class SearchEngine:
                 if not levels:
                     # A congress deadline depends on the level: with none named (nor the
                     # asker's), every level's, each with its own words and citation.
-                    if asks_time and not (asked.yesno or asked.plan):
-                        return self._every_level(query, found, tokens, own)
-                    return None
+                    return None  # retrieval decides (see _every_level)
                 level = levels[0]
                 found = [d for d in found if level in d.levels]
                 if not found:
@@ -1144,8 +1209,17 @@ class SearchEngine:
         )
 
     def _every_level(
-        self, query: str, found: list[Deadline], tokens: list[str], own: Mentions
-    ) -> SearchResult | None:
+        self, result: SearchResult, asked: Focus, tokens: list[str], own: Mentions
+    ) -> SearchResult:
+        """A congress deadline depends on the level: a question answered with one level's
+        deadline that names no level (nor does the asker's unit) gets every level's, each
+        in its own words and with its citation ("Đại hội phải xong khi nào?")."""
+        if not result.matched or result.entry is None or result.text is not None:
+            return result
+        found = [d for d, t in self._deadlines if "dai_hoi" in t and d.levels]
+        if result.entry.id not in {d.entry for d in found} or asked.yesno or asked.plan:
+            return result
+        question = asked.question or asked.query
         docs = []
         for deadline in sorted(found, key=lambda d: d.due):
             doc = next((d for d in self._docs if d.entry.id == deadline.entry), None)
@@ -1156,12 +1230,20 @@ class SearchEngine:
             for index, phrase in enumerate(self.analyzer.out_of_scope)
             if _contains(tokens, phrase)
         )
-        docs = [d for d in docs if scope <= d.scope and not self._conflict(own, d, yesno=True)]
+        asked_tokens = self.analyzer.canonical(question, correct=self._correct)
+        facts = self._facts(question, asked_tokens, frozenset(), skip_dates=True)
+        docs = [
+            d
+            for d in docs
+            if scope <= d.scope  # "Đại hội XIV khai mạc khi nào?" is not about these
+            and not _guard(d, facts, scope)
+            and not self._conflict(own, d, yesno=True)
+        ]
         if len(docs) < 2:
-            return None
+            return result
         parts = "\n\n".join(f"• {doc.entry.title}: {doc.entry.answer}" for doc in docs)
         text = f"Thời hạn đại hội tùy theo cấp:\n\n{parts}"
-        return SearchResult(query, True, docs[0].entry, 1.0, (), "ok", text=text)
+        return replace(result, entry=docs[0].entry, text=text)
 
 
 # Which deadline a question is about when it names several topics: the specific ones first
@@ -1228,8 +1310,14 @@ def _same_body(asked: str, held: str) -> bool:
     return asked == held or held.startswith(f"{asked}_") or asked.startswith(f"{held}_")
 
 
-_FRAME_START = (("the", "con"), ("vay", "con"), ("con",))
-_FRAME_END = (("thi", "the", "nao"), ("thi", "ra", "sao"), ("thi", "sao"), ("nua",), ("sao",))
+_FRAME_START: tuple[tuple[str, ...], ...] = (("the", "con"), ("vay", "con"), ("con",))
+_FRAME_END: tuple[tuple[str, ...], ...] = (
+    ("thi", "the", "nao"),
+    ("thi", "ra", "sao"),
+    ("thi", "sao"),
+    ("nua",),
+    ("sao",),
+)
 
 
 def _unframed(tokens: list[str]) -> list[str]:
@@ -1301,7 +1389,7 @@ def _guard(
         doc.not_stated
         and doc.facts.intents
         and not doc.facts.intents & facts.intents
-        and facts.intents
+        and (facts.intents or not doc.levels)
     ):
         return "intent"
     missing = facts.intents - doc.facts.intents

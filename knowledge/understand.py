@@ -141,7 +141,11 @@ class EntityVocabulary:
     def find(self, tokens: Sequence[str]) -> Mentions:
         """Entities in ``tokens`` (canonical), in the order of first mention."""
         found: dict[str, list[str]] = {}
-        for _, _, kind, entity in self.locate(tokens):
+        located = self.locate(tokens)
+        # "Đảng ủy … tỉnh chúng tôi là cấp trên trực tiếp của tổ chức cơ sở": what an
+        # organisation says it *is* comes before the words that name it.
+        said = [f for f in located if f[2] == "levels" and f[0] > 0 and tokens[f[0] - 1] == "la"]
+        for _, _, kind, entity in [*said, *located]:
             bucket = found.setdefault(kind, [])
             if entity not in bucket:
                 bucket.append(entity)
@@ -234,7 +238,7 @@ _CONTRAST_RE = re.compile(r"[;,]\s*(?:con|the con|nhung con)\s+")
 _SENTENCE_RE = re.compile(r"(?<=[.?!…])\s+|\n+")
 _LIST_NUMBER_RE = re.compile(
     r"^\s*(?:(?:câu hỏi|cau hoi|câu|cau|hỏi|hoi|q)\s*(?:số|so)?\s*)?\d{1,3}\s*[.):\-–]\s+",
-    re.IGNORECASE
+    re.IGNORECASE,
 )
 _GREETING_RE = re.compile(
     r"^(?:d?a\s+)?(?:(?:em|toi|minh|chung em|chung toi|con|chau|tui)\s+(?=(?:xin |kinh )?chao))?"
@@ -246,6 +250,7 @@ _ACK_RE = re.compile(
     r"^(?:(?:da|vang|ok|oke|okay|uh|u|duoc|tot|hay|roi|ro|hieu|em|toi|minh|chung em|"
     r"chung toi|da ro|nhe|nha|a|qua|lam|nhieu|vay|the|ha)\s*)+$"
 )
+_WISH_RE = re.compile(r"^(?:(?:da|em|toi|minh|chung em|chung toi)\s+)*(?:xin\s+)?chuc\b")
 _THANKS_RE = re.compile(r"\b(cam on|camon|thanks|thank you|tks|thanks nhieu|xin cam on)\b")
 _SELF_RE = re.compile(
     r"^(?:toi|em|minh|chung toi|chung em|tui|tao|anh|chi|bac)\s+"
@@ -263,12 +268,15 @@ _PLAN_RE = re.compile(
     r"len ke hoach|chi thao luan|giu nguyen|bo qua|khong can)\b"
 )
 _ANAPHORA_RE = re.compile(
-    r"\b(vay|nhu vay|nhu the|lam vay|lam the|the nay|dieu nay|viec nay|nhu tren|dieu do|"
+    r"\b(nhu vay|nhu the|lam vay|lam the|the nay|dieu nay|viec nay|nhu tren|dieu do|"
     r"viec do|phuong an nay|cach nay|lam nhu the)\b|"
     r"\b(bao cao|van ban|viec|cuoc lam viec|buoi|chuong trinh|ke hoach|tai lieu|ket luan|"
     r"hoi nghi|lop|dot|tap huan|cuoc hop|phien hop|chi thi|dong chi|co quan|ban|lich|"
-    r"du kien|phuong an|du thao|de xuat|y kien)\s+(do|ay|nay)\b"
+    r"du kien|phuong an|du thao|de xuat|y kien|noi dung|truong hop|tinh huong|van de|"
+    r"chuyen)\s+(do|ay|nay)\b"
 )
+# A pointer to a whole situation ("trường hợp này"): the story told before it, not one thing.
+_SITUATION_RE = re.compile(r"\b(truong hop|tinh huong|hoan canh|van de|chuyen)\s+(do|ay|nay)\b")
 _YESNO_RE = re.compile(
     r"\b(co phai|phai khong|dung khong|duoc khong|co duoc|co dung|co cham|co som|"
     r"co kip|co hop le|co phu hop|co can|co bat buoc|co cho phep|hay khong|co dung tien do|"
@@ -366,8 +374,9 @@ def focus(text: str) -> Focus:
     for raw in _sentences(cleaned):
         raw = _LIST_NUMBER_RE.sub("", raw)
         whole = _simple(raw)
-        if _THANKS_RE.search(whole) and not is_question(raw) and len(whole.split()) <= 14:
-            continue  # "Em cảm ơn nhiều.", "Dạ em cảm ơn, em hiểu rồi ạ."
+        polite = _THANKS_RE.search(whole) or _WISH_RE.match(whole)
+        if polite and not is_question(raw) and len(whole.split()) <= 14:
+            continue  # "Em cảm ơn nhiều.", "Chúc các đồng chí một tuần làm việc hiệu quả!"
         sentence = _strip_greeting(raw)
         folded = _simple(sentence)
         if not folded or _ACK_RE.match(folded):
@@ -375,7 +384,10 @@ def focus(text: str) -> Focus:
         sentences.append(sentence)
     if not sentences:
         return Focus(text=text, query=cleaned, no_question=True)
-    asked = [i for i, s in enumerate(sentences) if is_question(s)]
+    # When some sentence ends with a question mark, those are the questions: "… chưa rõ ai
+    # làm, khi nào xong." only reports what a draft lacks.
+    marked = [i for i, s in enumerate(sentences) if s.rstrip().endswith("?")]
+    asked = marked or [i for i, s in enumerate(sentences) if is_question(s)]
     if not asked:
         # No question mark or question word: the last sentence is what is meant (a message
         # like "hạn đại hội cấp xã"), unless it is only about the asker.
@@ -405,11 +417,29 @@ def focus(text: str) -> Focus:
         if planned and _YESNO_RE.search(lead):
             parts.insert(0, previous)
             plan = True
+
         elif refers:
+            pointed = _ANAPHORA_RE.search(lead)
+            noun = pointed.group(2) if pointed is not None else None
+            # "cuộc làm việc ấy": the earlier sentence that names a "làm việc", if one does.
+            named = [
+                i
+                for i in range(first - 1, -1, -1)
+                if noun and re.search(rf"\b{noun.split()[-1]}\b", _simple(sentences[i]))
+            ]
+            if noun and _SITUATION_RE.search(lead):
+                # "trường hợp này": the situation told in the (up to two) sentences before.
+                story = [
+                    i for i in range(first - 1, -1, -1) if not _SELF_RE.match(_simple(sentences[i]))
+                ]
+                for index in sorted(story[:2], reverse=True):
+                    parts.insert(0, sentences[index])
+            elif named and noun not in {"viec", "ban", "dong chi"}:
+                parts.insert(0, sentences[named[0]])
             # The nearest earlier sentence that is not only about the asker ("Tôi là …"): a
             # long one that starts with "Chúng tôi đang viết bài về buổi …" still names what
             # "buổi đó" is.
-            for index in range(first - 1, -1, -1):
+            for index in range(first - 1, -1, -1) if len(parts) == 1 else ():
                 earlier = sentences[index]
                 simple = _simple(earlier)
                 if (

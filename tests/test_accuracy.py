@@ -35,15 +35,16 @@ DATA = ROOT / "tests" / "data"
 IN_SCOPE_FLOOR = 0.95
 OUT_OF_SCOPE_FLOOR = 0.90
 # The second samples. Issue 10's targets are ≥ 90 % in scope, ≤ 2 % wrong-but-confident,
-# ≥ 95 % out of scope (printed by `make bench`); these floors are where the assistant stands
-# now, so that nothing slips back while the search is reworked. Raise them as it improves.
-DEV2_IN_SCOPE_FLOOR = 0.80
-DEV2_OUT_OF_SCOPE_FLOOR = 0.90
-HOLDOUT2_IN_SCOPE_FLOOR = 0.80
-HOLDOUT2_OUT_OF_SCOPE_FLOOR = 0.90
+# ≥ 95 % out of scope (printed by `make bench`); these floors sit a little under where the
+# assistant stands (dev2 92 %, holdout2 96 %, both 100 % out of scope), so that nothing slips
+# back unnoticed while a small change of the knowledge base can move a question or two.
+DEV2_IN_SCOPE_FLOOR = 0.88
+DEV2_OUT_OF_SCOPE_FLOOR = 0.95
+HOLDOUT2_IN_SCOPE_FLOOR = 0.90
+HOLDOUT2_OUT_OF_SCOPE_FLOOR = 0.95
 # In scope, shown as an answer, but without the expected fact (a wrong deadline stated with a
 # citation is the worst failure): a share of the set's in-scope questions, for every set.
-WRONG_CONFIDENT_CEILING = 0.05
+WRONG_CONFIDENT_CEILING = 0.035
 # The reply to the second turn of a dialogue is an answer with the expected fact.
 DEV2_DIALOGUE_FLOOR = 0.85
 HOLDOUT2_DIALOGUE_FLOOR = 0.85

@@ -197,12 +197,6 @@ async def test_an_official_s_own_unit_gives_the_level_of_the_deadline(
     assert (row.route, row.matched, row.entry_id) == ("qa", True, PROVINCE_ENTRY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the unit's level co_so (chi bộ) is not used like the words 'chi bộ': «chi bộ tôi "
-    "phải đại hội xong khi nào?» gets the 'not stated' reply, «đơn vị tôi …» from an official "
-    "of a chi bộ gets the August deadline of communes (knowledge.search, asker_level)",
-)
 async def test_a_chi_bo_official_is_told_the_sources_state_no_deadline(
     app: App, tree: AsyncEngine
 ) -> None:
@@ -301,12 +295,6 @@ async def test_an_escape_sequence_does_not_change_the_answer(app: App, engine: A
         f"a) {SIGNER}",
         pytest.param(
             f"Câu hỏi 4: {SIGNER}",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="focus() strips «Câu 4:», «1.», «Hỏi 3 -» but not «Câu hỏi 4:» (nor "
-                "«Câu hỏi số 4:»): the 4 stays in the question, trips the number guard against "
-                "185 (reason 'number') and the reply is 'chưa có thông tin' with suggestions",
-            ),
         ),
     ],
 )
@@ -367,11 +355,9 @@ HANOI_SESSION = (
         "thời tiết Hải Phòng ngày mai",
         pytest.param(
             "thời tiết Hà Nội ngày mai",
-            marks=pytest.mark.xfail(strict=True, reason=HANOI_SESSION),
         ),
         pytest.param(
             "Hà Nội hôm nay có mưa không?",
-            marks=pytest.mark.xfail(strict=True, reason=HANOI_SESSION),
         ),
     ],
 )

@@ -157,11 +157,6 @@ def test_the_grassroots_deadline_is_not_stated(knowledge: Knowledge, message: st
         ),
         pytest.param(
             "Cấp huyện có phải tổ chức đại hội không?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="not matched with reason 'intent' and suggestions of the provincial "
-                "and commune deadlines, not the not-stated entry about districts",
-            ),
         ),
     ],
 )
@@ -169,11 +164,6 @@ def test_the_district_deadline_is_not_stated(knowledge: Knowledge, message: str)
     assert_not_stated(ask(knowledge, message), DISTRICT_NOT_STATED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with no level in the message nor the asker's, the commune entry (tháng 8) is "
-    "matched alone; a provincial official is told August",
-)
 def test_a_congress_deadline_without_any_level_gives_both_deadlines(
     knowledge: Knowledge,
 ) -> None:
@@ -281,20 +271,10 @@ def test_who_holds_a_post_today_is_not_answered(knowledge: Knowledge, message: s
         pytest.param(
             "Số hiệu kết luận 29/8 là gì?",
             KL_29_8_NUMBER_NOT_STATED,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="matched True with the overview entry kl-29-8-tong-quan instead of "
-                "the not-stated entry",
-            ),
         ),
         pytest.param(
             "Kết luận phiên họp 29/8 ký ngày nào?",
             KL_29_8_NUMBER_NOT_STATED,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="matched True with quan-triet-chi-thi-45: the official is given the "
-                "date of Chỉ thị 45 (14/4/2025) as if it were the conclusion's",
-            ),
         ),
     ],
 )
@@ -315,11 +295,6 @@ def test_a_date_or_number_the_sources_do_not_give(
         "Kết luận 185 do ai ký và ký với tư cách gì?",
         pytest.param(
             "Tôi đang xem Kết luận 185. Văn bản đó ai ký?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the sentence naming Kết luận 185 is taken for the asker's "
-                "introduction: answered with the signer of the 29/8 conclusion",
-            ),
         ),
     ],
 )
@@ -397,11 +372,6 @@ def test_plenum_13_is_answered(knowledge: Knowledge) -> None:
     assert "Hội nghị Trung ương 13" in seen.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a yes/no claim naming plenum 12 is confirmed: the reply starts «Đúng.» with the "
-    "entry about plenum 13",
-)
 @pytest.mark.parametrize(
     "message",
     [
@@ -441,11 +411,6 @@ def test_a_question_about_congress_13_is_not_answered_with_14(
     assert "XIV" not in seen.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a yes/no claim naming Đại hội XIII gets the entry about XIV with no verdict "
-    "(verdict None, no «Không đúng»)",
-)
 def test_a_yes_no_claim_about_congress_13_is_corrected(knowledge: Knowledge) -> None:
     seen = ask(knowledge, "Đại hội đảng bộ các cấp lần này tiến tới Đại hội XIII phải không?")
     assert seen.text.startswith("Không đúng")
@@ -644,11 +609,6 @@ def test_claims_about_which_body_follows_up_the_congresses(
     assert seen.text.startswith(start)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a wrong date in a yes/no question is not checked: the report's entry is shown "
-    "(28/8/2025) with no verdict and no «Không đúng»",
-)
 def test_a_wrong_date_claim_is_corrected(knowledge: Knowledge) -> None:
     seen = ask(knowledge, "Báo cáo 447 đề ngày 29/8 phải không?")
     assert seen.text.startswith("Không đúng")
@@ -693,9 +653,6 @@ def test_a_wrong_date_claim_is_corrected(knowledge: Knowledge) -> None:
             "Còn kết luận 29/8 thì sao?",
             "nguoi-ky-kl-29-8",
             "t/m bo chinh tri",
-            marks=pytest.mark.xfail(
-                strict=True, reason="not matched (low_confidence), suggestions only"
-            ),
         ),
     ],
 )
@@ -707,22 +664,11 @@ def test_a_follow_up_is_answered_from_the_previous_turn(
     assert words in seen.folded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the 29/8 signer, «Ký ngày nào?» is answered with quan-triet-chi-thi-45 "
-    "(the date of Chỉ thị 45) instead of saying the conclusion has no issue date",
-)
 def test_the_issue_date_of_the_29_8_conclusion_as_a_follow_up(knowledge: Knowledge) -> None:
     seen = converse(knowledge, "Ai ký kết luận phiên họp 29/8?", "Ký ngày nào?")
     assert_not_stated(seen, KL_29_8_NUMBER_NOT_STATED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a follow-up naming a level the sources do not give a deadline for is not "
-    "matched with reason 'level' and the other levels' deadlines as suggestions, instead "
-    "of the not-stated answer",
-)
 @pytest.mark.parametrize(
     ("second", "entry_id"),
     [("Còn chi bộ thì sao?", GRASSROOTS_NOT_STATED), ("Còn huyện thì sao?", DISTRICT_NOT_STATED)],
@@ -894,17 +840,9 @@ def test_a_question_wrapped_in_a_message_is_answered(
         "Ngày mai Hà Nội có mưa không?",
         pytest.param(
             "Hà Nội hôm nay bao nhiêu độ?",
-            marks=pytest.mark.xfail(
-                strict=True, reason="matched True with nhiem-ky-2025-2030 (the term of office)"
-            ),
         ),
         pytest.param(
             "Thời tiết Hà Nội chiều mai thế nào?",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="matched True with lam-viec-thanh-uy-ha-noi-21-8 (semantic signal on "
-                "'Hà Nội' alone)",
-            ),
         ),
         pytest.param(
             "Em chào anh chị ạ.",
