@@ -897,6 +897,14 @@ class SearchEngine:
         named = all(entity in doc.mentions.of(kind) for _, _, kind, entity in claims)
         return replace(result, verdict=named)
 
+    def _scope(self, tokens: Sequence[str]) -> frozenset[int]:
+        """The out-of-scope subjects ``tokens`` name (indexes in the lexicon's list)."""
+        return frozenset(
+            index
+            for index, phrase in enumerate(self.analyzer.out_of_scope)
+            if _contains(tokens, phrase)
+        )
+
     def _doc(self, entry_id: str) -> _Doc:
         return next(d for d in self._docs if d.entry.id == entry_id)
 
@@ -946,11 +954,7 @@ class SearchEngine:
         if asked.question and asked.question != asked.query:
             asked_own = self.analyzer.canonical(asked.question, correct=self._correct)
         facts = self._facts(text, own, self.analyzer.intents(asked_own), skip_dates=True)
-        query_scope = frozenset(
-            index
-            for index, phrase in enumerate(self.analyzer.out_of_scope)
-            if _contains(tokens, phrase)
-        )
+        query_scope = self._scope(tokens)
         best: tuple[float, int] | None = None
         reason = "low_confidence"
         for _, confidence, _, i in ranked:
@@ -1167,11 +1171,7 @@ class SearchEngine:
         doc = next((d for d in self._docs if d.entry.id == chosen.entry), None)
         if doc is None:
             return None
-        scope = frozenset(
-            index
-            for index, phrase in enumerate(self.analyzer.out_of_scope)
-            if _contains(tokens, phrase)
-        )
+        scope = self._scope(tokens)
         # The entities of this message only: a follow-up's earlier document («theo kết luận
         # 29/8 …» then «phải ban hành xong trong tháng nào?») does not rule a deadline out.
         if not scope <= doc.scope or self._conflict(own, doc, yesno=True):
@@ -1225,11 +1225,7 @@ class SearchEngine:
             doc = next((d for d in self._docs if d.entry.id == deadline.entry), None)
             if doc is not None and doc not in docs:
                 docs.append(doc)
-        scope = frozenset(
-            index
-            for index, phrase in enumerate(self.analyzer.out_of_scope)
-            if _contains(tokens, phrase)
-        )
+        scope = self._scope(tokens)
         asked_tokens = self.analyzer.canonical(question, correct=self._correct)
         facts = self._facts(question, asked_tokens, frozenset(), skip_dates=True)
         docs = [
