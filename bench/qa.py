@@ -39,6 +39,7 @@ class EvalSet:
     out_of_scope: Path
     dialogues: Path | None = None
     first_sample: bool = False  # short, clean questions: the >= 97 % target
+    targets: bool = True  # issue 10's targets apply (dev2; holdout2 is the team's own sample)
 
 
 EVAL_SETS = (
@@ -55,6 +56,7 @@ EVAL_SETS = (
         _DATA / "holdout2_qa.jsonl",
         _DATA / "holdout2_oos.jsonl",
         _DATA / "holdout2_dialogues.jsonl",
+        targets=False,
     ),
 )
 # Targets of issue 10.
@@ -97,7 +99,7 @@ def _reply(result: SearchResult) -> tuple[bool, str]:
     return result.matched, plain_text(numbered(result_reply(result)))
 
 
-def _report_lines(name: str, report: EvalReport, first_sample: bool) -> list[str]:
+def _report_lines(name: str, report: EvalReport, first_sample: bool, targets: bool) -> list[str]:
     right, total = report.in_scope_right, report.in_scope_total
     oos = report.out_of_scope_accuracy
     if first_sample:
@@ -108,14 +110,18 @@ def _report_lines(name: str, report: EvalReport, first_sample: bool) -> list[str
             f"scope rejected {report.out_of_scope_right}/{report.out_of_scope_total} "
             f"({oos:.1%}); {target}: {_met(ok)}"
         ]
+
+    def target(text: str, ok: bool) -> str:
+        return f"; target {text}: {_met(ok)}" if targets else ""
+
+    wrong = report.wrong_confident_rate
     lines = [
-        f"  {name}: in scope {right}/{total} ({report.in_scope_accuracy:.1%}; target >= "
-        f"{IN_SCOPE_MIN:.0%}: {_met(report.in_scope_accuracy >= IN_SCOPE_MIN)})",
+        f"  {name}: in scope {right}/{total} ({report.in_scope_accuracy:.1%}"
+        f"{target(f'>= {IN_SCOPE_MIN:.0%}', report.in_scope_accuracy >= IN_SCOPE_MIN)})",
         f"    wrong but confident {report.wrong_confident}/{total} "
-        f"({report.wrong_confident_rate:.1%}; target <= {WRONG_CONFIDENT_MAX:.0%}: "
-        f"{_met(report.wrong_confident_rate <= WRONG_CONFIDENT_MAX)})",
+        f"({wrong:.1%}{target(f'<= {WRONG_CONFIDENT_MAX:.0%}', wrong <= WRONG_CONFIDENT_MAX)})",
         f"    out of scope rejected {report.out_of_scope_right}/{report.out_of_scope_total} "
-        f"({oos:.1%}; target >= {OUT_OF_SCOPE_MIN:.0%}: {_met(oos >= OUT_OF_SCOPE_MIN)})",
+        f"({oos:.1%}{target(f'>= {OUT_OF_SCOPE_MIN:.0%}', oos >= OUT_OF_SCOPE_MIN)})",
         "    per variant: "
         + ", ".join(
             f"{variant} {tally[0]}/{tally[1]}" for variant, tally in sorted(report.variants.items())
@@ -132,7 +138,7 @@ def _accuracy(knowledge: Knowledge) -> list[str]:
             continue
         items = load_items(chosen.questions) + load_items(chosen.out_of_scope)
         report = evaluate(items, lambda question: _reply(knowledge.search(question)))
-        lines.extend(_report_lines(chosen.name, report, chosen.first_sample))
+        lines.extend(_report_lines(chosen.name, report, chosen.first_sample, chosen.targets))
         failures = list(report.failures)
         if chosen.dialogues is not None and chosen.dialogues.exists():
 
@@ -144,9 +150,14 @@ def _accuracy(knowledge: Knowledge) -> list[str]:
                 return _reply(result)
 
             dialogues = evaluate_dialogues(load_dialogues(chosen.dialogues), conversation)
+            goal = (
+                f"; target >= {DIALOGUES_MIN:.0%}: {_met(dialogues.accuracy >= DIALOGUES_MIN)}"
+                if chosen.targets
+                else ""
+            )
             lines.append(
-                f"    follow-ups {dialogues.right}/{dialogues.total} ({dialogues.accuracy:.1%}; "
-                f"target >= {DIALOGUES_MIN:.0%}: {_met(dialogues.accuracy >= DIALOGUES_MIN)})"
+                f"    follow-ups {dialogues.right}/{dialogues.total} "
+                f"({dialogues.accuracy:.1%}{goal})"
             )
             failures += dialogues.failures
         lines.extend(f"    wrong: {failure}" for failure in failures)
