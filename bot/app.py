@@ -10,34 +10,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import and_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.choices import bare_number, from_stored, pick, to_stored
 from bot.core import Button, IncomingMessage, Menu, Reply, UserRef, utcnow
 from bot.redaction import redact_codes
 from bot.render import numbered, numbered_buttons
 from bot.storage.db import AsyncSession, SessionFactory
-from bot.storage.models import Conversation, MessageLog
+from bot.storage.models import Conversation, MessageLog, Person, PersonChannel, Unit
 from handlers import PRIVATE_ONLY, ROUTES, Context, Route, UserError, expired_notice
 from handlers.menus import GROUP_MENU, GUEST_MENU, menu_for, menu_key
-from handlers.people import identify
+from handlers.people import Identity
 from handlers.qa import looks_like_question
 from handlers.routing import HandlerResult
 from knowledge import Knowledge
 from scheduler.outbox import unblock
 
-__all__ = ["App", "FloodGuard", "Outcome", "sanitize_text"]
+__all__ = ["App", "Outcome", "replies_from_json", "replies_to_json", "sanitize_text"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ NO_LIST = (
     "Hiện không có danh sách lựa chọn nào đang chờ đồng chí trả lời. Đồng chí gõ câu hỏi, "
     "hoặc /help để xem các lệnh."
 )
+FLOOD_WINDOW = timedelta(minutes=1)
 AFTER_EXPIRY = "Nội dung vừa gửi chưa được ghi nhận. Nếu đồng chí muốn hỏi, xin gửi câu hỏi."
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[@-Z\\-_]")
@@ -66,40 +66,6 @@ def sanitize_text(text: str | None) -> str | None:
     return _CONTROL_RE.sub("", text)
 
 
-class FloodGuard:
-    """Sliding one-minute window per person: over the limit, one notice, then silence."""
-
-    def __init__(
-        self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._seen: dict[UserRef, deque[float]] = {}
-        self._notified: set[UserRef] = set()
-
-    def check(self, user: UserRef) -> Literal["ok", "notify", "drop"]:
-        now = self.clock()
-        times = self._seen.setdefault(user, deque())
-        while times and now - times[0] >= self.window:
-            times.popleft()
-        times.append(now)
-        if len(self._seen) > 10_000:
-            self._sweep(now)
-        if len(times) <= self.limit:
-            self._notified.discard(user)
-            return "ok"
-        if user in self._notified:
-            return "drop"
-        self._notified.add(user)
-        return "notify"
-
-    def _sweep(self, now: float) -> None:
-        for user in [u for u, t in self._seen.items() if not t or now - t[-1] >= self.window]:
-            del self._seen[user]
-            self._notified.discard(user)
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What dispatch decided: the replies, and (on channels with command menus) the menu to
@@ -107,6 +73,7 @@ class Outcome:
 
     replies: list[Reply]
     menu: Menu | None = None
+    log_id: int | None = None  # the update's log row: App.confirm() once the replies are sent
 
 
 class App:
@@ -130,7 +97,7 @@ class App:
         self.knowledge = knowledge
         self.sessions = sessions
         self.zone = zone
-        self.flood = FloodGuard(flood_limit)
+        self.flood_limit = flood_limit
         self.conversation_timeout = timedelta(minutes=conversation_timeout_minutes)
         self.bot_username = bot_username
         self.clock = clock
@@ -181,23 +148,23 @@ class App:
             return Outcome([])
         try:
             async with self.sessions() as session:
+                # Few statements per message: claim the update (a redelivery stops here),
+                # the conversation with the person's identity in one read (locked against
+                # other processes until this transaction ends), then one write of each.
                 if msg.update_key is not None:
-                    session.add(entry)
-                    try:
-                        await session.flush()
-                    except IntegrityError:
-                        log.info("a %s update was delivered again: not handled twice", msg.channel)
-                        return Outcome([])
-                conversation = await _conversation(session, msg.user)
+                    entry.id = await _claim(session, entry)
+                    if entry.id is None:
+                        return await self._redelivered(session, entry)
+                conversation, identity, blocked = await _load(session, msg.user)
                 if not _continues(msg, conversation, buttons):
-                    verdict = self.flood.check(msg.user)
+                    verdict = self.flood_verdict(conversation, now)
                     if verdict != "ok":
                         entry.route = "throttled"
-                        session.add(entry)
+                        throttled = [Reply(text=THROTTLE_NOTICE)] if verdict == "notify" else []
+                        await _save(session, conversation, entry, throttled)
                         await session.commit()
-                        return Outcome([Reply(text=THROTTLE_NOTICE)] if verdict == "notify" else [])
-                identity = await identify(session, msg.user)
-                if identity is not None:
+                        return Outcome(throttled, log_id=entry.id)
+                if blocked:
                     await unblock(session, msg.channel, msg.user_id)  # they write: pushes resume
                 expired = False
                 idle = now - conversation.updated_at > self.conversation_timeout
@@ -247,10 +214,9 @@ class App:
                         menu = await menu_for(session, ctx.identity)
                         conversation.menu = menu.key
                 conversation.updated_at = now
-                session.add(conversation)
-                session.add(entry)
+                await _save(session, conversation, entry, notices + replies)
                 await session.commit()
-                return Outcome(notices + replies, menu)
+                return Outcome(notices + replies, menu, log_id=entry.id)
         except UserError as exc:
             entry = _fresh(entry, route="user_error")
             await self._record(entry)
@@ -265,6 +231,57 @@ class App:
             except Exception:
                 log.exception("could not record the failed message either")
             return Outcome([Reply(text=ERROR_REPLY)])
+
+    def flood_verdict(
+        self, conversation: Conversation, now: datetime
+    ) -> Literal["ok", "notify", "drop"]:
+        """The flood limit, counted in the conversation row (so every process counts the
+        same messages): at most ``flood_limit`` messages in a minute from its first one;
+        over it, one notice, then silence until the minute is over."""
+        start = conversation.flood_at
+        if start is None or now - start >= FLOOD_WINDOW or now < start:
+            conversation.flood_at, conversation.flood_count = now, 0
+            conversation.flood_notified = False
+        conversation.flood_count += 1
+        if conversation.flood_count <= self.flood_limit:
+            return "ok"
+        if conversation.flood_notified:
+            return "drop"
+        conversation.flood_notified = True
+        return "notify"
+
+    async def _redelivered(self, session: AsyncSession, entry: MessageLog) -> Outcome:
+        """An update seen before. Handled and its replies confirmed sent: nothing to do.
+        Handled, replies never confirmed (the process that sent them died first): send
+        them again."""
+        row = (
+            await session.exec(
+                select(MESSAGE_LOG.c.id, MESSAGE_LOG.c.replies, MESSAGE_LOG.c.replied_at).where(
+                    MESSAGE_LOG.c.channel == entry.channel,
+                    MESSAGE_LOG.c.update_key == entry.update_key,
+                )
+            )
+        ).first()
+        log.info("a %s update was delivered again: not handled twice", entry.channel)
+        if row is None:
+            return Outcome([])
+        log_id, replies, replied_at = row
+        if replied_at is not None or not replies:
+            return Outcome([])
+        return Outcome(replies_from_json(replies), log_id=log_id)
+
+    async def confirm(self, outcome: Outcome) -> None:
+        """The adapter sent ``outcome``'s replies: a redelivery of its update will not send
+        them again."""
+        if outcome.log_id is None or not outcome.replies:
+            return
+        async with self.sessions() as session:
+            await session.exec(
+                update(MESSAGE_LOG)
+                .where(MESSAGE_LOG.c.id == outcome.log_id)
+                .values(replied_at=self.clock())
+            )
+            await session.commit()
 
     def _route(self, msg: IncomingMessage, ctx: Context) -> Route:
         for route in self.routes:
@@ -376,26 +393,143 @@ def _redact_user(user_id: str) -> str:
     return user_id if len(user_id) <= 4 else f"…{user_id[-4:]}"
 
 
-async def _conversation(session: AsyncSession, user: UserRef) -> Conversation:
-    """The person's conversation row, created on first contact (safe under concurrency)."""
-    statement = select(Conversation).where(
-        Conversation.channel == user.channel, Conversation.user_id == user.user_id
-    )
-    found = (await session.exec(statement)).first()
-    if found is not None:
-        return found
+MESSAGE_LOG = MessageLog.__table__  # type: ignore[attr-defined]
+PERSON_CHANNEL = PersonChannel.__table__  # type: ignore[attr-defined]
+CONVERSATION = Conversation.__table__  # type: ignore[attr-defined]
+_LOG_FIELDS = ("route", "entry_id", "score", "matched", "text")
+_CONVERSATION_FIELDS = (
+    "flow",
+    "step",
+    "data",
+    "choices",
+    "menu",
+    "qa_turn",
+    "updated_at",
+    "flood_at",
+    "flood_count",
+    "flood_notified",
+)
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    values = Conversation(channel=user.channel, user_id=user.user_id)
-    await session.exec(
-        insert(Conversation)
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def _claim(session: AsyncSession, entry: MessageLog) -> int | None:
+    """Log the update under its platform id; ``None`` when that id was logged before (a
+    redelivery). A concurrent delivery of the same update waits here until the first one's
+    transaction ends."""
+    statement = (
+        _insert(session)(MESSAGE_LOG)
         .values(
-            channel=values.channel,
-            user_id=values.user_id,
-            data={},
-            choices=[],
-            updated_at=values.updated_at,
+            channel=entry.channel,
+            user_id=entry.user_id,
+            chat_id=entry.chat_id,
+            kind=entry.kind,
+            text=entry.text,
+            update_key=entry.update_key,
+            created_at=entry.created_at,
         )
         .on_conflict_do_nothing()
+        .returning(MESSAGE_LOG.c.id)
     )
-    return (await session.exec(statement)).one()
+    claimed: int | None = (await session.exec(statement)).scalar()
+    return claimed
+
+
+async def _load(session: AsyncSession, user: UserRef) -> tuple[Conversation, Identity | None, bool]:
+    """The person's conversation (created on first contact), who they are if enrolled, and
+    whether pushes to them are stopped (they had blocked the bot): one read. On PostgreSQL
+    the conversation row stays locked until the transaction ends, so that one person's
+    messages are handled one at a time across processes. The conversation is detached from
+    the session: :func:`_save` writes it in one statement."""
+    statement = (
+        select(Conversation, Person, Unit, PERSON_CHANNEL.c.blocked_at)
+        .select_from(Conversation)
+        .outerjoin(
+            PERSON_CHANNEL,
+            and_(
+                PERSON_CHANNEL.c.channel == CONVERSATION.c.channel,
+                PERSON_CHANNEL.c.user_id == CONVERSATION.c.user_id,
+            ),
+        )
+        .outerjoin(Person, and_(col(Person.id) == PERSON_CHANNEL.c.person_id, col(Person.active)))
+        .outerjoin(Unit, col(Unit.id) == col(Person.unit_id))
+        .where(CONVERSATION.c.channel == user.channel, CONVERSATION.c.user_id == user.user_id)
+    )
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "postgresql":
+        statement = statement.with_for_update(of=CONVERSATION)
+    row = (await session.exec(statement)).first()
+    if row is None:
+        fresh = Conversation(channel=user.channel, user_id=user.user_id)
+        await session.exec(
+            _insert(session)(CONVERSATION)
+            .values(
+                channel=fresh.channel,
+                user_id=fresh.user_id,
+                data={},
+                choices=[],
+                updated_at=fresh.updated_at,
+                flood_count=0,
+                flood_notified=False,
+            )
+            .on_conflict_do_nothing()
+        )
+        row = (await session.exec(statement)).one()
+    conversation, person, unit, blocked_at = row
+    session.expunge(conversation)
+    identity = Identity(person, unit) if person is not None and unit is not None else None
+    return conversation, identity, identity is not None and blocked_at is not None
+
+
+async def _save(
+    session: AsyncSession, conversation: Conversation, entry: MessageLog, replies: list[Reply]
+) -> None:
+    """The conversation and the log row, one statement each."""
+    await session.exec(
+        update(CONVERSATION)
+        .where(CONVERSATION.c.id == conversation.id)
+        .values({name: getattr(conversation, name) for name in _CONVERSATION_FIELDS})
+    )
+    stored = replies_to_json(replies) if entry.update_key is not None else None
+    if entry.id is not None:
+        values = {name: getattr(entry, name) for name in _LOG_FIELDS}
+        await session.exec(
+            update(MESSAGE_LOG).where(MESSAGE_LOG.c.id == entry.id).values(replies=stored, **values)
+        )
+    else:
+        session.add(entry)
+
+
+def replies_to_json(replies: Sequence[Reply]) -> list[dict[str, object]]:
+    """Replies as kept in the log (pictures are not kept: a re-sent reply has its text)."""
+    return [
+        {
+            "text": reply.text or (reply.image.alt_text or reply.image.caption or "")
+            if reply.image is not None
+            else reply.text,
+            "footer": reply.footer,
+            "buttons": [[[b.label, b.payload, b.command] for b in row] for row in reply.buttons],
+        }
+        for reply in replies
+    ]
+
+
+def replies_from_json(stored: Sequence[dict[str, Any]]) -> list[Reply]:
+    replies = []
+    for item in stored:
+        footer = item.get("footer")
+        rows: list[list[list[Any]]] = item.get("buttons") or []
+        replies.append(
+            Reply(
+                text=str(item.get("text") or ""),
+                footer=footer if isinstance(footer, str) else None,
+                buttons=tuple(
+                    tuple(Button(str(b[0]), str(b[1]), b[2] if len(b) > 2 else None) for b in row)
+                    for row in rows
+                ),
+            )
+        )
+    return replies

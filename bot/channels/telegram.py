@@ -200,6 +200,7 @@ class TelegramChannel:
         )
         outcome = await self.app.handle(incoming, buttons=True, menus=True)
         await self.send_replies(message.chat.id, outcome.replies)
+        await self.app.confirm(outcome)
         if outcome.menu is not None:
             await self._set_menu(message.chat.id, outcome.menu)
 
@@ -225,6 +226,7 @@ class TelegramChannel:
         if isinstance(message, Message) and outcome.replies:
             await self._close_keyboard(message, query.data or "")
         await self.send_replies(chat_id, outcome.replies)
+        await self.app.confirm(outcome)
         if outcome.menu is not None:
             await self._set_menu(chat_id, outcome.menu)
 
@@ -350,8 +352,13 @@ class TelegramChannel:
             await self.dispatcher.stop_polling()
 
     def register_webhook(self, web_app: web.Application, secret: str) -> None:
+        # The update is handled (and its replies sent) before Telegram is answered: an update
+        # whose worker died is delivered again, and the message log tells it was seen.
         SimpleRequestHandler(
-            dispatcher=self.dispatcher, bot=self.bot, secret_token=secret
+            dispatcher=self.dispatcher,
+            bot=self.bot,
+            secret_token=secret,
+            handle_in_background=False,
         ).register(web_app, path=WEBHOOK_PATH)
 
     async def set_webhook(self, base_url: str, secret: str) -> None:

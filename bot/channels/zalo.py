@@ -456,8 +456,9 @@ class ZaloChannel:
             lock = asyncio.Lock()
             self._chat_locks[incoming.chat_id] = lock
         async with lock:
-            replies = await self.app.dispatch(incoming, buttons=False)
-            await self.send_replies(incoming.chat_id, replies)
+            outcome = await self.app.handle(incoming, buttons=False)
+            await self.send_replies(incoming.chat_id, outcome.replies)
+            await self.app.confirm(outcome)
 
     async def _handle_safely(self, update: Mapping[str, Any]) -> None:
         try:
@@ -586,8 +587,10 @@ class ZaloChannel:
                 body = json.loads(await request.read())
             except ValueError:
                 return web.json_response({"ok": False, "description": "bad json"}, status=400)
+            # Handled (replies sent) before Zalo is answered: an update whose worker died is
+            # delivered again, and the message log tells it was seen.
             for update in extract_updates(body):
-                self._spawn(update)  # answer Zalo at once; replies may wait on rate limits
+                await self.handle_update(update)
             return web.json_response({"ok": True})
 
         return handler

@@ -63,6 +63,10 @@ class MessageLog(SQLModel, table=True):
     matched: bool | None = None
     update_key: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    # What the assistant answered (bot.core.Reply as JSON) and when it was sent: an update
+    # delivered again after its handling was committed but not confirmed sent gets it again.
+    replies: list[Any] | None = Field(default=None, sa_type=JSON)
+    replied_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Conversation(SQLModel, table=True):
@@ -88,6 +92,11 @@ class Conversation(SQLModel, table=True):
     menu: str | None = Field(default=None, max_length=64)
     qa_turn: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The flood limit's window: when it started, messages counted in it, notice given. Kept
+    # here so that every process counts the same messages.
+    flood_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    flood_count: int = 0
+    flood_notified: bool = False
 
 
 # --------------------------------------------------------------------------- hierarchy
