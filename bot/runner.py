@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import SecretStr
 from rich.console import Console
 from sqlalchemy import text
 
@@ -30,6 +32,9 @@ __all__ = [
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+# Standbys try an election this often: a standby takes over within this plus the takeover
+# delay (about 5 s) of the active process's death.
+ELECTION_RETRY_SECONDS = 2.0
 DEFAULT_GC_THRESHOLDS = (700, 10, 10)  # CPython's; bot/__main__ raises them during start-up
 
 HOW_TO_CONFIGURE = """\
@@ -108,8 +113,8 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
 
     settings = services.settings
     closers: list[Callable[[], Awaitable[None]]] = []
-    pollers: list[Callable[[], Awaitable[None]]] = []  # started once every channel is ready
-    stoppers: list[Callable[[], Awaitable[None]]] = []
+    # (lock name, start, stop) of each channel that polls; started once every one is ready
+    pollers: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = []
     web_app = web.Application()
     webhook = settings.webhook_base_url is not None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
@@ -129,8 +134,8 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             if webhook:
                 telegram.register_webhook(web_app, secret)
             else:
-                pollers.append(telegram.run_polling)
-                stoppers.append(telegram.stop_polling)
+                name = polling_lock_name("telegram", settings.telegram_bot_token)
+                pollers.append((name, telegram.run_polling, telegram.stop_polling))
 
         zalo: ZaloChannel | None = None
         if settings.zalo_bot_token is not None:
@@ -146,8 +151,8 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             if webhook:
                 zalo.register_webhook(web_app, secret)
             else:
-                pollers.append(zalo.run_polling)
-                stoppers.append(zalo.stop_polling)
+                name = polling_lock_name("zalo", settings.zalo_bot_token)
+                pollers.append((name, zalo.run_polling, zalo.stop_polling))
 
         runner: web.AppRunner | None = None
         if webhook:
@@ -164,19 +169,31 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
                 await zalo.set_webhook(settings.webhook_base_url or "", secret)
 
         # Reminders, digests and the outbox sender run in one process only: the leader.
-        election = LeaderElection(services.engine)
+        election = LeaderElection(services.engine, retry_interval=ELECTION_RETRY_SECONDS)
         pushes = asyncio.create_task(
             election.run(
                 push_service(settings, services.sessions, transports, services.policy), stop
             )
         )
-        tasks = [asyncio.create_task(_guard(poll())) for poll in pollers]
+        if election.uses_lock:
+            # Several processes on one PostgreSQL database: one polls each bot token (a
+            # second getUpdates on a token gets 409 Conflict); the others stand by.
+            tasks = [
+                asyncio.create_task(
+                    LeaderElection(
+                        services.engine, name=name, retry_interval=ELECTION_RETRY_SECONDS
+                    ).run(_polling_job(poll, stop_poll), stop)
+                )
+                for name, poll, stop_poll in pollers
+            ]
+        else:
+            tasks = [asyncio.create_task(_guard(poll())) for _, poll, _ in pollers]
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping")
         stop.set()
-        for stopper in stoppers:
-            await stopper()
+        for _, _, stop_poll in pollers:
+            await stop_poll()
         for task in [*tasks, pushes]:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, timeout=15)
@@ -185,6 +202,36 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
         for closer in reversed(closers):
             with contextlib.suppress(Exception):
                 await closer()
+
+
+def polling_lock_name(channel: str, token: SecretStr) -> str:
+    """The election for polling one bot token: named by a digest, never the token."""
+    digest = hashlib.sha256(token.get_secret_value().encode()).hexdigest()[:16]
+    return f"troly:poll:{channel}:{digest}"
+
+
+def _polling_job(
+    poll: Callable[[], Awaitable[None]], stop_poll: Callable[[], Awaitable[None]]
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    """Poll while elected; stop polling gracefully when asked (cancelled when the
+    election is lost)."""
+
+    async def job(job_stop: asyncio.Event) -> None:
+        polling = asyncio.create_task(_guard(poll()))
+        asked = asyncio.create_task(job_stop.wait())
+        try:
+            await asyncio.wait({polling, asked}, return_when=asyncio.FIRST_COMPLETED)
+            if not polling.done():
+                await stop_poll()
+            await polling
+        finally:
+            asked.cancel()
+            if not polling.done():
+                polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
+
+    return job
 
 
 async def _guard(awaitable: Awaitable[None]) -> None:
