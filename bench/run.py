@@ -39,6 +39,7 @@ class StandInBotAPI:
         self.first_poll: asyncio.Event = asyncio.Event()
         self.first_poll_at = 0.0
         self.replies: list[tuple[int, str]] = []
+        self.first_reply: dict[int, float] = {}  # chat -> when its first reply arrived
         self.replied = asyncio.Condition()
         self._update_id = 0
         self.url = ""
@@ -62,6 +63,14 @@ class StandInBotAPI:
     def reset(self) -> None:
         self.first_poll = asyncio.Event()
         self.replies.clear()
+        self.first_reply.clear()
+
+    async def wait_replies(self, chats: int, seconds: float) -> None:
+        """Until ``chats`` different chats have had a reply."""
+        async with self.replied:
+            await asyncio.wait_for(
+                self.replied.wait_for(lambda: len(self.first_reply) >= chats), seconds
+            )
 
     def send(self, chat: int, text: str) -> None:
         self._update_id += 1
@@ -93,10 +102,11 @@ class StandInBotAPI:
                 self.first_poll_at = time.monotonic()
                 self.first_poll.set()
             timeout = float(form.get("timeout") or 0)
+            limit = int(form.get("limit") or 100)  # Telegram hands out at most 100
             batch = []
             try:
                 batch.append(await asyncio.wait_for(self.updates.get(), min(timeout, 1.0)))
-                while not self.updates.empty():
+                while not self.updates.empty() and len(batch) < limit:
                     batch.append(self.updates.get_nowait())
             except TimeoutError:
                 pass
@@ -105,6 +115,7 @@ class StandInBotAPI:
             chat = int(form.get("chat_id", 0))
             async with self.replied:
                 self.replies.append((chat, str(form.get("text", ""))))
+                self.first_reply.setdefault(chat, time.monotonic())
                 self.replied.notify_all()
             message = {
                 "message_id": len(self.replies),
