@@ -267,7 +267,7 @@ def test_env_example_filled_in_is_a_valid_configuration(
     settings = load_settings(_env_file=tmp_path / "troly.env")
     assert settings.webhook_base_url == "https://troly.example.gov.vn"
     assert settings.database_url.startswith("postgresql+asyncpg://")
-    assert settings.webhook_host == "0.0.0.0" and settings.webhook_port == 8080
+    assert settings.webhook_host == "127.0.0.1"  # compose.yaml opens it to Caddy
 
 
 def test_env_example_without_secrets_is_refused(
