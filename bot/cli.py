@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from bot.cli_common import (
+    check_knowledge,
     err,
     fail,
     get_settings,
@@ -133,6 +134,36 @@ def ask(
     sys.stdout.flush()
 
 
+# --------------------------------------------------------------------------- doctor
+
+
+@app.command(
+    help="Kiểm tra trước khi chạy: cấu hình, cơ sở dữ liệu (đã migration đến bản mới nhất), "
+    "kho kiến thức, token bot Telegram/Zalo và webhook Telegram. Mỗi mục một dòng; mã thoát 1 "
+    "khi có mục chưa đạt.\n\n"
+    "Operator checks: configuration, database reachable and migrated to head, knowledge base, "
+    "Telegram/Zalo bot tokens and the Telegram webhook. One line per check; exit code 1 when "
+    "any check fails. Secrets are never printed.",
+    short_help="Kiểm tra cài đặt / check the installation.",
+)
+def doctor(
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Số giây chờ mỗi lần gọi mạng / seconds to wait for each network call.",
+        ),
+    ] = 10.0,
+) -> None:
+    from bot.doctor import run_doctor
+
+    def write(line: str) -> None:
+        out.print(line, markup=False)
+
+    if not run_doctor(write, timeout=timeout):
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------- kb
 
 
@@ -141,25 +172,32 @@ def kb_check(
     directory: Annotated[Path | None, typer.Argument(help="Default: KNOWLEDGE_DIR.")] = None,
 ) -> None:
     """Validate knowledge files; print file:line: problem for each, exit 1 if any."""
-    from knowledge import KnowledgeError, check_directory
-    from knowledge.base import load_knowledge_base
-    from knowledge.search import load_lexicon
-
     directory = directory or get_settings().knowledge_dir
-    problems = check_directory(directory)
-    try:
-        load_lexicon()
-    except KnowledgeError as exc:
-        problems.extend(exc.problems)
+    problems, base = check_knowledge(directory)
     for problem in problems:
         sys.stdout.write(f"{problem}\n")
-    if problems:
+    if base is None:
         err.print(f"{len(problems)} problem(s) found.", markup=False)
         raise typer.Exit(1)
-    base = load_knowledge_base(directory)
     out.print(
         f"OK: {len(base.entries)} entries, {len(base.deadlines)} deadlines, "
         f"{len(base.sources)} sources in {len(base.files)} files ({directory})",
+        markup=False,
+    )
+
+
+@kb_app.command("build")
+def kb_build() -> None:
+    """Validate and index the knowledge base once, keeping the result in KNOWLEDGE_CACHE_DIR
+    (e.g. while building an image), so that `troly run` starts without indexing.
+    Kiểm tra và lập chỉ mục kho kiến thức một lần, lưu vào KNOWLEDGE_CACHE_DIR."""
+    settings = get_settings()
+    if settings.knowledge_cache_dir is None:
+        fail("KNOWLEDGE_CACHE_DIR đang trống: không có chỗ lưu chỉ mục")
+    knowledge = load_knowledge_or_exit(settings)
+    out.print(
+        f"Đã lập chỉ mục {len(knowledge.base.entries)} mục kiến thức, lưu tại "
+        f"{settings.knowledge_cache_dir}.",
         markup=False,
     )
 

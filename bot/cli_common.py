@@ -13,8 +13,10 @@ from rich.console import Console
 from bot.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bot.storage.db import SessionFactory
-    from knowledge import Knowledge
+    from knowledge import Knowledge, KnowledgeBase, Problem
 
 T = TypeVar("T")
 
@@ -52,6 +54,23 @@ def load_knowledge_or_exit(settings: Settings) -> Knowledge:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
         fail("the knowledge base is invalid; the assistant will not start on it (troly kb check)")
+
+
+def check_knowledge(directory: Path) -> tuple[list[Problem], KnowledgeBase | None]:
+    """What `troly kb check` checks: every knowledge file in ``directory`` and the lexicon.
+    The problems found, and the loaded base when there are none."""
+    from knowledge import KnowledgeError, check_directory
+    from knowledge.base import load_knowledge_base
+    from knowledge.search import load_lexicon
+
+    problems = check_directory(directory)
+    try:
+        load_lexicon()
+    except KnowledgeError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        return problems, None
+    return [], load_knowledge_base(directory)
 
 
 def run_db(

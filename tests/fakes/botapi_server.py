@@ -1,5 +1,6 @@
 """A fake Telegram Bot API server (aiohttp, 127.0.0.1, random port) that records every
-``sendMessage`` and answers like Telegram, with injectable failures:
+``sendMessage`` and answers like Telegram (``getMe`` and ``getWebhookInfo`` too; a wrong
+token gets 401 Unauthorized), with injectable failures:
 
 * per chat, a script of the next answers (``"429"``, ``"403"``, ``"500"``, ``"400"``,
   ``"drop"``, ``"ok"``), or a chat that always answers one way (``always``);
@@ -70,6 +71,14 @@ class FakeBotAPI:
     blocked: set[str] = field(default_factory=set)  # chats that blocked the bot
     always: dict[str, str] = field(default_factory=dict)  # chat -> answer, every time
     script: dict[str, list[str]] = field(default_factory=dict)  # chat -> next answers
+    # What getWebhookInfo answers (Telegram's WebhookInfo fields).
+    webhook_info: dict[str, Any] = field(
+        default_factory=lambda: {
+            "url": "",
+            "has_custom_certificate": False,
+            "pending_update_count": 0,
+        }
+    )
     requests: list[Request] = field(default_factory=list)
     url: str = ""
 
@@ -159,6 +168,8 @@ class FakeBotAPI:
             return _ok(
                 {"id": 123456789, "is_bot": True, "first_name": "Fake", "username": "fake_bot"}
             )
+        if method == "getWebhookInfo":
+            return _ok(self.webhook_info)
         if method != "sendMessage":
             return _error(404, "Not Found: method not found")
         chat = str(form.get("chat_id", ""))
