@@ -50,6 +50,7 @@ NO_LIST = (
     "Hiện không có danh sách lựa chọn nào đang chờ đồng chí trả lời. Đồng chí gõ câu hỏi, "
     "hoặc /help để xem các lệnh."
 )
+CONFIRM_BATCH_SECONDS = 0.05  # sent replies are recorded together, this often
 FLOOD_WINDOW = timedelta(minutes=1)
 AFTER_EXPIRY = "Nội dung vừa gửi chưa được ghi nhận. Nếu đồng chí muốn hỏi, xin gửi câu hỏi."
 
@@ -109,6 +110,8 @@ class App:
         self._locks: weakref.WeakValueDictionary[UserRef, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._sent: list[int] = []  # log rows whose replies were sent, not yet recorded
+        self._confirming: asyncio.Task[None] | None = None
 
     async def dispatch(self, msg: IncomingMessage, *, buttons: bool) -> list[Reply]:
         """Handle one incoming message; return the replies to send, in order.
@@ -272,16 +275,37 @@ class App:
 
     async def confirm(self, outcome: Outcome) -> None:
         """The adapter sent ``outcome``'s replies: a redelivery of its update will not send
-        them again."""
+        them again. Recorded in the background, many in one statement, so the adapter
+        acknowledges the update at once: the time in which a worker's death makes a
+        redelivered update's replies go out twice is only that of the acknowledgement."""
         if outcome.log_id is None or not outcome.replies:
             return
-        async with self.sessions() as session:
-            await session.exec(
-                update(MESSAGE_LOG)
-                .where(MESSAGE_LOG.c.id == outcome.log_id)
-                .values(replied_at=self.clock())
-            )
-            await session.commit()
+        self._sent.append(outcome.log_id)
+        if self._confirming is None or self._confirming.done():
+            self._confirming = asyncio.create_task(self._record_sent())
+
+    async def flush_confirmations(self) -> None:
+        """Wait until every confirmation so far is recorded (at shutdown; in tests)."""
+        while self._confirming is not None and not self._confirming.done():
+            await asyncio.shield(self._confirming)
+        if self._sent:
+            await self._record_sent(wait=False)
+
+    async def _record_sent(self, *, wait: bool = True) -> None:
+        if wait:
+            await asyncio.sleep(CONFIRM_BATCH_SECONDS)
+        while self._sent:
+            ids, self._sent = self._sent, []
+            try:
+                async with self.sessions() as session:
+                    await session.exec(
+                        update(MESSAGE_LOG)
+                        .where(MESSAGE_LOG.c.id.in_(ids))
+                        .values(replied_at=self.clock())
+                    )
+                    await session.commit()
+            except Exception as exc:  # only a redelivery would send those replies again
+                log.warning("could not record %d sent replies (%s)", len(ids), type(exc).__name__)
 
     def _route(self, msg: IncomingMessage, ctx: Context) -> Route:
         for route in self.routes:

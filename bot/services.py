@@ -60,6 +60,7 @@ class Services:
     policy: PushPolicy
 
     async def close(self) -> None:
+        await self.app.flush_confirmations()
         await self.engine.dispose()
 
 

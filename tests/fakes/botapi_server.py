@@ -71,6 +71,9 @@ class FakeBotAPI:
     blocked: set[str] = field(default_factory=set)  # chats that blocked the bot
     always: dict[str, str] = field(default_factory=dict)  # chat -> answer, every time
     script: dict[str, list[str]] = field(default_factory=dict)  # chat -> next answers
+    # Any other method (setWebhook, setMyCommands, answerCallbackQuery, ...) answers ``true``
+    # instead of 404: enough for a whole `troly run` process.
+    other_methods_ok: bool = False
     # What getWebhookInfo answers (Telegram's WebhookInfo fields).
     webhook_info: dict[str, Any] = field(
         default_factory=lambda: {
@@ -83,6 +86,14 @@ class FakeBotAPI:
     url: str = ""
 
     def __post_init__(self) -> None:
+        self.by_chat: dict[str, list[Request]] = {}  # sendMessage requests per chat
+        # getUpdates: the updates to hand out, and every poll as (arrived, HTTP status); a
+        # poll that arrives while another waits ends the waiting one with 409 Conflict, as
+        # Telegram does when two processes poll one token.
+        self.updates: list[dict[str, Any]] = []
+        self.polls: list[tuple[float, int]] = []
+        self._waiting_poll: asyncio.Future[None] | None = None
+        self._new_update = asyncio.Event()
         self._per_chat: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -170,7 +181,11 @@ class FakeBotAPI:
             )
         if method == "getWebhookInfo":
             return _ok(self.webhook_info)
+        if method == "getUpdates":
+            return await self._get_updates(arrived, form)
         if method != "sendMessage":
+            if self.other_methods_ok:
+                return _ok(True)
             return _error(404, "Not Found: method not found")
         chat = str(form.get("chat_id", ""))
         text = str(form.get("text", ""))
@@ -179,16 +194,16 @@ class FakeBotAPI:
         if self.latency:
             await asyncio.sleep(self.latency)
         status = 0 if answer == "drop" else 200 if answer == "ok" else ANSWERS[answer][0]
-        self.requests.append(
-            Request(
-                t=arrived,
-                method=method,
-                chat_id=chat,
-                text=text if self.record_text else "",
-                status=status,
-                reply_markup=json.loads(markup) if isinstance(markup, str) else None,
-            )
+        sent = Request(
+            t=arrived,
+            method=method,
+            chat_id=chat,
+            text=text if self.record_text else "",
+            status=status,
+            reply_markup=json.loads(markup) if isinstance(markup, str) else None,
         )
+        self.requests.append(sent)
+        self.by_chat.setdefault(chat, []).append(sent)
         if answer == "drop":
             assert request.transport is not None
             request.transport.abort()
@@ -206,6 +221,36 @@ class FakeBotAPI:
                 "text": text,
             }
         )
+
+    def add_update(self, update: dict[str, Any]) -> None:
+        """Queue an update for getUpdates (``update_id`` is the caller's)."""
+        self.updates.append(update)
+        self._new_update.set()
+
+    async def _get_updates(self, arrived: float, form: dict[str, Any]) -> web.Response:
+        if self._waiting_poll is not None and not self._waiting_poll.done():
+            self._waiting_poll.set_result(None)  # the older poll is terminated
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting_poll = mine
+        offset = int(form.get("offset") or 0)
+        limit = min(int(form.get("limit") or 100), 100)
+        self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        deadline = arrived + min(float(form.get("timeout") or 0), 2.0)
+        while not self.updates and not mine.done():
+            self._new_update.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            waiter = asyncio.ensure_future(self._new_update.wait())
+            await asyncio.wait({waiter, mine}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        if mine.done():
+            self.polls.append((arrived, 409))
+            return _error(409, "Conflict: terminated by other getUpdates request")
+        self._waiting_poll = None
+        mine.cancel()
+        self.polls.append((arrived, 200))
+        return _ok(self.updates[:limit])
 
     async def _log(self, request: web.Request) -> web.Response:
         rows = [[r.t, r.chat_id, r.status] for r in self.messages()]
