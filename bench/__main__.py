@@ -11,13 +11,23 @@ import sys
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-from bench import broadcast, progress, qa, reminders, run, semantic, throughput  # noqa: E402
+from bench import (  # noqa: E402
+    broadcast,
+    cluster,
+    progress,
+    qa,
+    reminders,
+    run,
+    semantic,
+    throughput,
+)
 
 SECTIONS = {
     "qa": qa.main,
     "semantic": semantic.main,
     "run": run.main,
     "throughput": throughput.main,
+    "cluster": cluster.main,
     "progress": progress.main,
     "broadcast": broadcast.main,
     "reminders": reminders.main,

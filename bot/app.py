@@ -14,12 +14,12 @@ import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.choices import bare_number, from_stored, pick, to_stored
@@ -29,6 +29,7 @@ from bot.render import numbered, numbered_buttons
 from bot.storage.db import AsyncSession, SessionFactory
 from bot.storage.models import Conversation, MessageLog, Person, PersonChannel, Unit
 from handlers import PRIVATE_ONLY, ROUTES, Context, Route, UserError, expired_notice
+from handlers.context import LogEntry
 from handlers.menus import GROUP_MENU, GUEST_MENU, menu_for, menu_key
 from handlers.people import Identity
 from handlers.qa import looks_like_question
@@ -111,6 +112,7 @@ class App:
             weakref.WeakValueDictionary()
         )
         self._sent: list[int] = []  # log rows whose replies were sent, not yet recorded
+        self._sent_ids: set[int] = set()  # the same, until their record is committed
         self._confirming: asyncio.Task[None] | None = None
 
     async def dispatch(self, msg: IncomingMessage, *, buttons: bool) -> list[Reply]:
@@ -134,7 +136,7 @@ class App:
 
     async def _dispatch(self, msg: IncomingMessage, *, buttons: bool, menus: bool) -> Outcome:
         now = self.clock()
-        entry = MessageLog(
+        entry = LogEntry(
             channel=msg.channel,
             user_id=msg.user_id,
             chat_id=msg.chat_id,
@@ -253,7 +255,7 @@ class App:
         conversation.flood_notified = True
         return "notify"
 
-    async def _redelivered(self, session: AsyncSession, entry: MessageLog) -> Outcome:
+    async def _redelivered(self, session: AsyncSession, entry: LogEntry) -> Outcome:
         """An update seen before. Handled and its replies confirmed sent: nothing to do.
         Handled, replies never confirmed (the process that sent them died first): send
         them again."""
@@ -269,8 +271,8 @@ class App:
         if row is None:
             return Outcome([])
         log_id, replies, replied_at = row
-        if replied_at is not None or not replies:
-            return Outcome([])
+        if replied_at is not None or not replies or log_id in self._sent_ids:
+            return Outcome([])  # sent (this process's record of it may still be on its way)
         return Outcome(replies_from_json(replies), log_id=log_id)
 
     async def confirm(self, outcome: Outcome) -> None:
@@ -281,6 +283,7 @@ class App:
         if outcome.log_id is None or not outcome.replies:
             return
         self._sent.append(outcome.log_id)
+        self._sent_ids.add(outcome.log_id)
         if self._confirming is None or self._confirming.done():
             self._confirming = asyncio.create_task(self._record_sent())
 
@@ -306,6 +309,8 @@ class App:
                     await session.commit()
             except Exception as exc:  # only a redelivery would send those replies again
                 log.warning("could not record %d sent replies (%s)", len(ids), type(exc).__name__)
+            finally:
+                self._sent_ids.difference_update(ids)
 
     def _route(self, msg: IncomingMessage, ctx: Context) -> Route:
         for route in self.routes:
@@ -361,13 +366,11 @@ class App:
             conversation.choices = to_stored(offered)
         return replies if buttons else [numbered(r) for r in replies]
 
-    async def _record(self, entry: MessageLog) -> None:
+    async def _record(self, entry: LogEntry) -> None:
+        """A log row in a transaction of its own (an update logged before is left alone)."""
         async with self.sessions() as session:
-            session.add(entry)
-            try:
-                await session.commit()
-            except IntegrityError:  # the same update delivered again
-                await session.rollback()
+            await _insert_log(session, entry, replies=None)
+            await session.commit()
 
 
 def _answers_the_expired_flow(msg: IncomingMessage) -> bool:
@@ -399,9 +402,10 @@ def _as_list(result: HandlerResult) -> list[Reply]:
     return list(result)
 
 
-def _fresh(entry: MessageLog, *, route: str) -> MessageLog:
-    """A new, unattached copy of a log row (the original may belong to a failed session)."""
-    return MessageLog(
+def _fresh(entry: LogEntry, *, route: str) -> LogEntry:
+    """The log row again, for a new transaction (the one that claimed it was rolled
+    back)."""
+    return LogEntry(
         channel=entry.channel,
         user_id=entry.user_id,
         chat_id=entry.chat_id,
@@ -435,40 +439,22 @@ _CONVERSATION_FIELDS = (
 )
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
-async def _claim(session: AsyncSession, entry: MessageLog) -> int | None:
-    """Log the update under its platform id; ``None`` when that id was logged before (a
-    redelivery). A concurrent delivery of the same update waits here until the first one's
-    transaction ends."""
-    statement = (
-        _insert(session)(MESSAGE_LOG)
-        .values(
-            channel=entry.channel,
-            user_id=entry.user_id,
-            chat_id=entry.chat_id,
-            kind=entry.kind,
-            text=entry.text,
-            update_key=entry.update_key,
-            created_at=entry.created_at,
-        )
-        .on_conflict_do_nothing()
-        .returning(MESSAGE_LOG.c.id)
-    )
-    claimed: int | None = (await session.exec(statement)).scalar()
-    return claimed
+_LOG_VALUES = ("channel", "user_id", "chat_id", "kind", "text", "update_key", "created_at")
 
 
-async def _load(session: AsyncSession, user: UserRef) -> tuple[Conversation, Identity | None, bool]:
-    """The person's conversation (created on first contact), who they are if enrolled, and
-    whether pushes to them are stopped (they had blocked the bot): one read. On PostgreSQL
-    the conversation row stays locked until the transaction ends, so that one person's
-    messages are handled one at a time across processes. The conversation is detached from
-    the session: :func:`_save` writes it in one statement."""
-    statement = (
+@cache
+def _statements(dialect: str) -> _Statements:
+    """The statements of the message path, built once per database kind (bound parameters):
+    building them is a good part of a message's cost otherwise."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    log_values: dict[str, Any] = {
+        name: bindparam(name) for name in (*_LOG_VALUES, *_LOG_FIELDS, "replies")
+    }
+    load = (
         select(Conversation, Person, Unit, PERSON_CHANNEL.c.blocked_at)
         .select_from(Conversation)
         .outerjoin(
@@ -480,28 +466,78 @@ async def _load(session: AsyncSession, user: UserRef) -> tuple[Conversation, Ide
         )
         .outerjoin(Person, and_(col(Person.id) == PERSON_CHANNEL.c.person_id, col(Person.active)))
         .outerjoin(Unit, col(Unit.id) == col(Person.unit_id))
-        .where(CONVERSATION.c.channel == user.channel, CONVERSATION.c.user_id == user.user_id)
-    )
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    if dialect == "postgresql":
-        statement = statement.with_for_update(of=CONVERSATION)
-    row = (await session.exec(statement)).first()
-    if row is None:
-        fresh = Conversation(channel=user.channel, user_id=user.user_id)
-        await session.exec(
-            _insert(session)(CONVERSATION)
-            .values(
-                channel=fresh.channel,
-                user_id=fresh.user_id,
-                data={},
-                choices=[],
-                updated_at=fresh.updated_at,
-                flood_count=0,
-                flood_notified=False,
-            )
-            .on_conflict_do_nothing()
+        .where(
+            CONVERSATION.c.channel == bindparam("channel"),
+            CONVERSATION.c.user_id == bindparam("user_id"),
         )
-        row = (await session.exec(statement)).one()
+    )
+    if dialect == "postgresql":
+        load = load.with_for_update(of=CONVERSATION)
+    return _Statements(
+        claim=insert(MESSAGE_LOG)
+        .values({name: bindparam(name) for name in _LOG_VALUES})
+        .on_conflict_do_nothing()
+        .returning(MESSAGE_LOG.c.id),
+        log=insert(MESSAGE_LOG).values(log_values).on_conflict_do_nothing(),
+        load=load,
+        start=insert(CONVERSATION)
+        .values(
+            channel=bindparam("channel"),
+            user_id=bindparam("user_id"),
+            data=bindparam("data", type_=CONVERSATION.c.data.type),
+            choices=bindparam("choices", type_=CONVERSATION.c.choices.type),
+            updated_at=bindparam("updated_at"),
+            flood_count=0,
+            flood_notified=False,
+        )
+        .on_conflict_do_nothing(),
+        save_conversation=update(CONVERSATION)
+        .where(CONVERSATION.c.id == bindparam("conversation_id"))
+        .values({name: bindparam(name) for name in _CONVERSATION_FIELDS}),
+        save_log=update(MESSAGE_LOG)
+        .where(MESSAGE_LOG.c.id == bindparam("log_id"))
+        .values({name: bindparam(name) for name in (*_LOG_FIELDS, "replies")}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    claim: Any
+    log: Any
+    load: Any
+    start: Any
+    save_conversation: Any
+    save_log: Any
+
+
+async def _claim(session: AsyncSession, entry: LogEntry) -> int | None:
+    """Log the update under its platform id; ``None`` when that id was logged before (a
+    redelivery). A concurrent delivery of the same update waits here until the first one's
+    transaction ends."""
+    values = {name: getattr(entry, name) for name in _LOG_VALUES}
+    result = await session.exec(_statements(_dialect(session)).claim, params=values)
+    claimed: int | None = result.scalar()
+    return claimed
+
+
+async def _insert_log(session: AsyncSession, entry: LogEntry, *, replies: Any) -> None:
+    values = {name: getattr(entry, name) for name in (*_LOG_VALUES, *_LOG_FIELDS)}
+    await session.exec(_statements(_dialect(session)).log, params={**values, "replies": replies})
+
+
+async def _load(session: AsyncSession, user: UserRef) -> tuple[Conversation, Identity | None, bool]:
+    """The person's conversation (created on first contact), who they are if enrolled, and
+    whether pushes to them are stopped (they had blocked the bot): one read. On PostgreSQL
+    the conversation row stays locked until the transaction ends, so that one person's
+    messages are handled one at a time across processes. The conversation is detached from
+    the session: :func:`_save` writes it in one statement."""
+    statements = _statements(_dialect(session))
+    key = {"channel": user.channel, "user_id": user.user_id}
+    row = (await session.exec(statements.load, params=key)).first()
+    if row is None:
+        start = {**key, "data": {}, "choices": [], "updated_at": utcnow()}
+        await session.exec(statements.start, params=start)
+        row = (await session.exec(statements.load, params=key)).one()
     conversation, person, unit, blocked_at = row
     session.expunge(conversation)
     identity = Identity(person, unit) if person is not None and unit is not None else None
@@ -509,22 +545,21 @@ async def _load(session: AsyncSession, user: UserRef) -> tuple[Conversation, Ide
 
 
 async def _save(
-    session: AsyncSession, conversation: Conversation, entry: MessageLog, replies: list[Reply]
+    session: AsyncSession, conversation: Conversation, entry: LogEntry, replies: list[Reply]
 ) -> None:
     """The conversation and the log row, one statement each."""
+    statements = _statements(_dialect(session))
+    values = {name: getattr(conversation, name) for name in _CONVERSATION_FIELDS}
     await session.exec(
-        update(CONVERSATION)
-        .where(CONVERSATION.c.id == conversation.id)
-        .values({name: getattr(conversation, name) for name in _CONVERSATION_FIELDS})
+        statements.save_conversation, params={"conversation_id": conversation.id, **values}
     )
     stored = replies_to_json(replies) if entry.update_key is not None else None
-    if entry.id is not None:
-        values = {name: getattr(entry, name) for name in _LOG_FIELDS}
-        await session.exec(
-            update(MESSAGE_LOG).where(MESSAGE_LOG.c.id == entry.id).values(replies=stored, **values)
-        )
-    else:
-        session.add(entry)
+    if entry.id is None:  # a message without a platform id (the terminal): logged now
+        await _insert_log(session, entry, replies=stored)
+        return
+    logged = {name: getattr(entry, name) for name in _LOG_FIELDS}
+    params = {"log_id": entry.id, "replies": stored, **logged}
+    await session.exec(statements.save_log, params=params)
 
 
 def replies_to_json(replies: Sequence[Reply]) -> list[dict[str, object]]:

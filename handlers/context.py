@@ -10,13 +10,33 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.models import Conversation, MessageLog
+from bot.storage.models import Conversation
 from knowledge import Knowledge
 
 if TYPE_CHECKING:
     from handlers.people import Identity
 
-__all__ = ["Context", "UserError"]
+__all__ = ["Context", "LogEntry", "UserError"]
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """The message log row of the message being handled, as a plain record (what the
+    assistant made of it: the handlers set ``route`` and, for answers, the entry and score);
+    dispatch writes it in one statement."""
+
+    channel: str
+    user_id: str
+    chat_id: str
+    kind: str
+    text: str | None
+    update_key: str | None
+    created_at: datetime
+    route: str | None = None
+    entry_id: str | None = None
+    score: float | None = None
+    matched: bool | None = None
+    id: int | None = None
 
 
 class UserError(Exception):
@@ -35,7 +55,7 @@ class Context:
     now: datetime
     zone: ZoneInfo
     conversation: Conversation
-    log: MessageLog
+    log: LogEntry
     buttons: bool
     bot_username: str | None = None
     conversation_timeout_minutes: int = 30

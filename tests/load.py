@@ -126,6 +126,11 @@ class Worker:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{self.name} did not start: {self.log()[-2000:]}")
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -189,7 +194,7 @@ class Result:
     broadcast_delivered: int = 0  # recipients who got the broadcast
     broadcast_doubled: int = 0  # recipients who got it twice (a push in flight at the kill)
     failover_s: float | None = None  # the leader's death to the next broadcast delivery
-    cpu_s: float = 0.0  # the workers' CPU time (user + system)
+    cpu_s: float = 0.0  # the surviving workers' CPU time (user + system) during the load
 
     @property
     def throughput(self) -> float:
@@ -498,6 +503,7 @@ async def run_load(
                         else:
                             await generator.asker(chat, texts)
 
+                cpu_before = {w.name: _cpu_seconds(w.pid) for w in pool}
                 start = time.monotonic()
                 people_tasks = [asyncio.create_task(person(*script)) for script in scripts]
                 killed_leader: float | None = None
@@ -516,8 +522,9 @@ async def run_load(
                     }
                 await asyncio.gather(*people_tasks)
                 result.seconds = time.monotonic() - start
+                # CPU of the workers during the load (a killed worker's is not known)
                 result.cpu_s = sum(
-                    _cpu_seconds(w.process.pid) for w in pool if w.alive and w.process
+                    _cpu_seconds(w.pid) - cpu_before[w.name] for w in pool if w.alive
                 )
                 deadline = time.monotonic() + 120
                 while not await _broadcast_done(db_url) and time.monotonic() < deadline:

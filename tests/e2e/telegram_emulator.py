@@ -98,6 +98,14 @@ class TelegramEmulator:
             await _stop(proc)
             await asyncio.gather(drain_stderr, *([drain_stdout] if drain_stdout else []))
 
+    @staticmethod
+    def available(node: str = "node") -> bool:
+        """Whether the emulator can start here (Node.js and `make emulator` done)."""
+        import shutil
+
+        installed = (EMULATOR_DIR / "node_modules" / "telegram-test-api").is_dir()
+        return installed and shutil.which(node) is not None
+
     def client(
         self,
         token: str,
@@ -121,6 +129,12 @@ class TelegramEmulator:
         """Bot API calls the bot made (except getUpdates): [{"method", "params", "time"}]."""
         calls = await self.request("/_emulator/calls", {"token": token})
         return [c for c in calls if method is None or c["method"] == method]
+
+    async def call_counts(self, token: str) -> Json:
+        """Calls per method and the number of chats the bot sent a message to:
+        {"methods": {method: n}, "chats": n} (cheap enough to poll while the bot works)."""
+        result: Json = await self.request("/_emulator/counts", {"token": token})
+        return result
 
     async def command_menus(self, token: str) -> list[Json]:
         """Every command list the bot has set and not deleted, in the order they were set:

@@ -49,6 +49,7 @@
 //   /getUpdatesHistory {token}  the package's: bot messages carry apiMessage (current state)
 //   /_emulator/calls {token}    every Bot API call the bot made except getUpdates:
 //                               [{method, params, time}]
+//   /_emulator/counts {token}   calls per method, chats sent a message: {methods, chats}
 //   /_emulator/commands {token} every command list set: [{scope, language_code, commands}]
 //   /_emulator/menu {token, chat_id, user_id?, chat_type?, language_code?, is_admin?}
 //                 the menu that user sees in that chat, by Telegram's documented order (private
@@ -449,6 +450,18 @@ app.use(express.urlencoded({ extended: true }));
 app.use(multipart);
 
 app.post('/_emulator/calls', (req, res) => ok(res, calls.get(req.body.token) || []));
+
+// How many calls of each method the bot made, and how many chats it sent a message to (cheap
+// to poll while it works): {methods: {method: n}, chats: n}.
+app.post('/_emulator/counts', (req, res) => {
+  const methods = {};
+  const chats = new Set();
+  for (const call of calls.get(req.body.token) || []) {
+    methods[call.method] = (methods[call.method] || 0) + 1;
+    if (call.method === 'sendMessage') chats.add(String(call.params.chat_id));
+  }
+  ok(res, { methods, chats: chats.size });
+});
 
 // Every command list the bot set: [{scope, language_code, commands}], oldest first.
 app.post('/_emulator/commands', (req, res) => ok(res, [...menusOf(req.body.token).values()]));
