@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,9 @@ from sqlmodel import col, select
 
 from bot.choices import bare_number, from_stored, pick, to_stored
 from bot.core import Button, IncomingMessage, Menu, Reply, UserRef, utcnow
-from bot.redaction import redact_codes
+from bot.logs import log_context
+from bot.metrics import METRICS, answer_outcome
+from bot.redaction import redact_codes, redact_user
 from bot.render import numbered, numbered_buttons
 from bot.storage.db import AsyncSession, SessionFactory
 from bot.storage.models import Conversation, MessageLog, Person, PersonChannel, Unit
@@ -76,6 +79,8 @@ class Outcome:
     replies: list[Reply]
     menu: Menu | None = None
     log_id: int | None = None  # the update's log row: App.confirm() once the replies are sent
+    route: str | None = None  # the route the log row got (metrics)
+    answer: str | None = None  # for a question: answered, suggestions or out_of_scope
 
 
 class App:
@@ -126,13 +131,27 @@ class App:
     async def handle(self, msg: IncomingMessage, *, buttons: bool, menus: bool = False) -> Outcome:
         """:meth:`dispatch`, and with ``menus`` the command menu this person should now see
         when it is not the one last set."""
-        msg = replace(msg, text=sanitize_text(msg.text))
-        lock = self._locks.get(msg.user)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[msg.user] = lock
-        async with lock:  # one person's messages are handled in order
-            return await self._dispatch(msg, buttons=buttons, menus=menus)
+        started = time.perf_counter()
+        route, answer = "error", None
+        with log_context(channel=msg.channel, user=msg.user_id) as context:
+            try:
+                msg = replace(msg, text=sanitize_text(msg.text))
+                lock = self._locks.get(msg.user)
+                if lock is None:
+                    lock = asyncio.Lock()
+                    self._locks[msg.user] = lock
+                async with lock:  # one person's messages are handled in order
+                    outcome = await self._dispatch(msg, buttons=buttons, menus=menus)
+                route, answer = outcome.route or "none", outcome.answer
+                return outcome
+            except asyncio.CancelledError:
+                route = "cancelled"
+                raise
+            finally:
+                seconds = time.perf_counter() - started
+                METRICS.observe_message(msg.channel, route, seconds, answer)
+                context["route"] = route
+                log.debug("message handled in %.1f ms", seconds * 1000)
 
     async def _dispatch(self, msg: IncomingMessage, *, buttons: bool, menus: bool) -> Outcome:
         now = self.clock()
@@ -150,7 +169,7 @@ class App:
             # Group chatter not meant for the assistant: not answered, its text not kept.
             entry.route, entry.text = "group_ignored", None
             await self._record(entry)
-            return Outcome([])
+            return Outcome([], route=entry.route)
         try:
             async with self.sessions() as session:
                 # Few statements per message: claim the update (a redelivery stops here),
@@ -159,7 +178,7 @@ class App:
                 if msg.update_key is not None:
                     entry.id = await _claim(session, entry)
                     if entry.id is None:
-                        return await self._redelivered(session, entry)
+                        return replace(await self._redelivered(session, entry), route="redelivered")
                 conversation, identity, blocked = await _load(session, msg.user)
                 if not _continues(msg, conversation, buttons):
                     verdict = self.flood_verdict(conversation, now)
@@ -168,7 +187,7 @@ class App:
                         throttled = [Reply(text=THROTTLE_NOTICE)] if verdict == "notify" else []
                         await _save(session, conversation, entry, throttled)
                         await session.commit()
-                        return Outcome(throttled, log_id=entry.id)
+                        return Outcome(throttled, log_id=entry.id, route=entry.route)
                 if blocked:
                     await unblock(session, msg.channel, msg.user_id)  # they write: pushes resume
                 expired = False
@@ -211,6 +230,8 @@ class App:
                     route = self._route(msg, ctx)
                     replies = _as_list(await route.handler(msg, ctx))
                     entry.route = entry.route or route.name
+                offered = any(reply.buttons for reply in replies)
+                answer = answer_outcome(entry.route, entry.matched, offered)
                 replies = self._present(replies, conversation, buttons, msg.in_group, before)
                 menu = None
                 if menus and not msg.in_group:
@@ -221,21 +242,23 @@ class App:
                 conversation.updated_at = now
                 await _save(session, conversation, entry, notices + replies)
                 await session.commit()
-                return Outcome(notices + replies, menu, log_id=entry.id)
+                return Outcome(
+                    notices + replies, menu, log_id=entry.id, route=entry.route, answer=answer
+                )
         except UserError as exc:
             entry = _fresh(entry, route="user_error")
             await self._record(entry)
-            return Outcome([*notices, Reply(text=exc.message)])
+            return Outcome([*notices, Reply(text=exc.message)], route=entry.route)
         except Exception:
             log.exception(
-                "handling a %s message from %s failed", msg.channel, _redact_user(msg.user_id)
+                "handling a %s message from %s failed", msg.channel, redact_user(msg.user_id)
             )
             entry = _fresh(entry, route="error")
             try:
                 await self._record(entry)
             except Exception:
                 log.exception("could not record the failed message either")
-            return Outcome([Reply(text=ERROR_REPLY)])
+            return Outcome([Reply(text=ERROR_REPLY)], route=entry.route)
 
     def flood_verdict(
         self, conversation: Conversation, now: datetime
@@ -415,10 +438,6 @@ def _fresh(entry: LogEntry, *, route: str) -> LogEntry:
         update_key=entry.update_key,
         created_at=entry.created_at,
     )
-
-
-def _redact_user(user_id: str) -> str:
-    return user_id if len(user_id) <= 4 else f"…{user_id[-4:]}"
 
 
 MESSAGE_LOG = MessageLog.__table__  # type: ignore[attr-defined]

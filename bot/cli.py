@@ -55,7 +55,7 @@ def run() -> None:
     from bot.runner import run_assistant
 
     settings = get_settings()
-    setup_logging(settings.log_level, secrets_of(settings))
+    setup_logging(settings.log_level, secrets_of(settings), settings.log_format)
     knowledge = load_knowledge_or_exit(settings)
     _run_app(run_assistant(settings, knowledge, notice=err))
 
@@ -67,7 +67,7 @@ def chat() -> None:
     from bot.runner import run_terminal
 
     settings = get_settings()
-    setup_logging("WARNING", secrets_of(settings))
+    setup_logging("WARNING", secrets_of(settings), settings.log_format)
     knowledge = load_knowledge_or_exit(settings)
     _run_app(run_terminal(settings, knowledge))
 

@@ -40,7 +40,12 @@ def get_settings() -> Settings:
 def secrets_of(settings: Settings) -> list[str]:
     return [
         s.get_secret_value()
-        for s in (settings.telegram_bot_token, settings.zalo_bot_token, settings.webhook_secret)
+        for s in (
+            settings.telegram_bot_token,
+            settings.zalo_bot_token,
+            settings.webhook_secret,
+            settings.metrics_token,
+        )
         if s is not None
     ]
 

@@ -19,6 +19,7 @@ __all__ = [
     "find_code",
     "normalise_code",
     "redact_codes",
+    "redact_user",
 ]
 
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed on phones
@@ -80,3 +81,9 @@ def redact_codes(text: str | None) -> str | None:
     if len(text) <= 40 and _EXACT.match(normalise_code(text)):
         return REDACTED
     return _CODE_LIKE.sub(lambda m: REDACTED if _looks_secret(m) else m.group(0), text)
+
+
+def redact_user(user_id: str) -> str:
+    """A platform user id as log lines show it: its last four characters (``…1234``).
+    Applying it twice changes nothing."""
+    return user_id if len(user_id) <= 4 else f"…{user_id[-4:]}"

@@ -107,6 +107,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
     from bot.channels.telegram import TelegramChannel
     from bot.channels.zalo import ZaloChannel, ZaloTransport
     from bot.core import Transport
+    from bot.metrics_web import metrics_handler, start_metrics_server
     from scheduler.leader import LeaderElection
     from scheduler.service import push_service
     from scheduler.transports import TelegramTransport
@@ -118,6 +119,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
     web_app = web.Application()
     webhook = settings.webhook_base_url is not None
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     transports: list[Transport] = []
 
     try:
@@ -157,6 +159,9 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
         runner: web.AppRunner | None = None
         if webhook:
             web_app.router.add_get("/healthz", _healthz(services))
+            web_app.router.add_get(
+                "/metrics", metrics_handler(services.sessions, token=metrics_token)
+            )
             runner = web.AppRunner(web_app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
@@ -167,6 +172,12 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
                 await telegram.set_webhook(settings.webhook_base_url or "", secret)
             if zalo is not None:
                 await zalo.set_webhook(settings.webhook_base_url or "", secret)
+
+        if settings.metrics_port is not None:
+            metrics_runner = await start_metrics_server(
+                settings.metrics_host, settings.metrics_port, services.sessions, token=metrics_token
+            )
+            closers.append(metrics_runner.cleanup)
 
         # Reminders, digests and the outbox sender run in one process only: the leader.
         election = LeaderElection(services.engine, retry_interval=ELECTION_RETRY_SECONDS)

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     knowledge_cache_dir: Path | None = Path("var/cache")
     tasks_dir: Path | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line
+
+    # Prometheus metrics: /metrics on the webhook server; METRICS_PORT adds a server of its
+    # own (the only one in polling mode). METRICS_TOKEN: scrapes must send it as a bearer.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_token: SecretStr | None = None
 
     # Telegram
     telegram_bot_token: SecretStr | None = None
@@ -99,6 +106,8 @@ class Settings(BaseSettings):
         "zalo_bot_token",
         "webhook_secret",
         "knowledge_cache_dir",
+        "metrics_port",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -131,6 +140,22 @@ class Settings(BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return upper
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        lower = value.strip().lower()
+        if lower not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return lower
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _metrics_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(c.isspace() or c in "/@" for c in value):
+            raise ValueError("must be a host name or address to listen on, e.g. 127.0.0.1")
+        return value
 
     @field_validator("reminder_offsets_days")
     @classmethod
@@ -194,6 +219,21 @@ class Settings(BaseSettings):
             r"^[A-Za-z0-9_-]{8,256}$", self.webhook_secret.get_secret_value()
         ):
             raise ValueError("WEBHOOK_SECRET must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_server(self) -> Settings:
+        if self.metrics_token is not None and not re.match(
+            r"^[A-Za-z0-9._~+/=-]{16,256}$", self.metrics_token.get_secret_value()
+        ):
+            raise ValueError(
+                "METRICS_TOKEN must be 16-256 characters of A-Z, a-z, 0-9 and . _ ~ + / = -"
+            )
+        if self.webhook_base_url and self.metrics_port == self.webhook_port:
+            raise ValueError(
+                "METRICS_PORT must differ from WEBHOOK_PORT (the webhook server serves "
+                "/metrics already: leave METRICS_PORT empty)"
+            )
         return self
 
     @property

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.metrics import METRICS
+
 __all__ = ["LOCK_NAME", "LeaderElection", "lock_key"]
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,20 @@ class LeaderElection:
             check_interval + check_timeout if takeover_delay is None else takeover_delay
         )
         self.stop_timeout = stop_timeout
+        self._is_leader = False
         self.is_leader = False
         self.backend_pid: int | None = None
         self._connection: AsyncConnection | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._is_leader
+
+    @is_leader.setter
+    def is_leader(self, value: bool) -> None:
+        """Also the ``troly_leader{lock=...}`` gauge (the lock's name: never a token)."""
+        self._is_leader = value
+        METRICS.leader.labels(self.name).set(1 if value else 0)
 
     @property
     def uses_lock(self) -> bool:

@@ -115,7 +115,11 @@ class Claimed:
     def cancelled(self) -> Outcome:
         """Not sent: its broadcast was cancelled."""
         return Outcome(
-            self.id, "cancelled", error="broadcast cancelled", broadcast_id=self.broadcast_id
+            self.id,
+            "cancelled",
+            error="broadcast cancelled",
+            broadcast_id=self.broadcast_id,
+            channel=self.channel,
         )
 
     def skipped_blocked(self) -> Outcome:
@@ -125,6 +129,7 @@ class Claimed:
             "blocked",
             error="recipient has blocked the bot",
             broadcast_id=self.broadcast_id,
+            channel=self.channel,
         )
 
 

@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import Button
+from bot.metrics import METRICS
 from bot.storage.models import Person, PersonChannel, ProgressStatus, Task, Unit
 from handlers.formatting import vn_date, vn_number
 from handlers.progress import STATUS_LABELS
@@ -180,6 +181,7 @@ async def fire_reminder(
     escalations = 0
     if kind == "overdue":
         escalations = await _escalate(session, task, number, now, policy, days_left)
+    METRICS.reminder_rounds.labels(kind).inc()
     log.info(
         "reminder %s/%s/%s: %d reminders, %d escalations planned",
         task.code,

@@ -52,6 +52,7 @@ from bot.core import (
     Transport,
     utcnow,
 )
+from bot.metrics import METRICS
 from bot.storage.db import SessionFactory
 from scheduler.limits import (
     DEFAULT_LIMITS,
@@ -509,6 +510,7 @@ class Sender:
             self.stats.cancelled += 1
         elif outcome.status == "blocked":
             self.stats.blocked += 1
+        _count(outcome.channel, outcome.status)
         self._submit(outcome)
 
     # ------------------------------------------------------------------ delivery
@@ -581,6 +583,7 @@ class Sender:
             buttons = buttons_from_json(row.buttons) if channel.transport.buttons else ()
         except ValueError as exc:
             self.stats.failed += 1
+            _count(row.channel, "failed")
             return Outcome(row.id, "failed", error=f"bad buttons: {exc}", **common)
         self.stats.requests += 1
         try:
@@ -590,6 +593,7 @@ class Sender:
             retry_after = max(0.0, float(exc.retry_after))
             self._pause(channel, retry_after)
             self.stats.rate_limited += 1
+            _count(row.channel, "rate_limited")
             return Outcome(
                 row.id,
                 "pending",
@@ -600,6 +604,7 @@ class Sender:
         except RecipientBlocked as exc:
             channel.blocks[row.chat_id] = None
             self.stats.blocked += 1
+            _count(row.channel, "blocked")
             log.info("push %d: the recipient has blocked the bot on %s", row.id, row.channel)
             return Outcome(
                 row.id,
@@ -611,6 +616,7 @@ class Sender:
             )
         except PermanentFailure as exc:
             self.stats.failed += 1
+            _count(row.channel, "failed")
             reason = redact(f"refused: {exc}")
             log.warning("push %d failed: %s", row.id, reason)
             return Outcome(row.id, "failed", attempted=True, error=reason, **common)
@@ -622,16 +628,19 @@ class Sender:
             log.exception("push %d: unexpected error from the %s transport", row.id, row.channel)
             return self._temporary(row, redact(f"error: {type(exc).__name__}: {exc}"), common)
         self.stats.sent += 1
+        _count(row.channel, "sent")
         return Outcome(row.id, "sent", attempted=True, **common)
 
     def _temporary(self, row: Claimed, reason: str, common: dict[str, Any]) -> Outcome:
         failures = row.attempts + 1
         if failures >= self.retry.max_attempts:
             self.stats.failed += 1
+            _count(row.channel, "failed")
             reason = f"gave up after {failures} attempts: {reason}"
             log.warning("push %d failed: %s", row.id, reason)
             return Outcome(row.id, "failed", attempted=True, error=reason, **common)
         self.stats.retried += 1
+        _count(row.channel, "retried")
         delay = self.retry.delay(failures, self._rng)
         return Outcome(
             row.id,
@@ -650,6 +659,7 @@ class Sender:
         log_ = self.stats.pause_log
         if channel.paused_until <= now:
             self.stats.pauses += 1
+            METRICS.rate_limit_pauses.labels(channel.name).inc()
             log_.append((channel.name, now, until))
             log.warning("%s rate limited: pausing for %g s", channel.name, seconds)
         else:  # a longer retry_after during the pause: extend this channel's entry
@@ -657,7 +667,9 @@ class Sender:
                 if log_[index][0] == channel.name:
                     log_[index] = (channel.name, log_[index][1], until)
                     break
-        self.stats.paused_seconds += until - max(now, channel.paused_until)
+        paused = until - max(now, channel.paused_until)
+        self.stats.paused_seconds += paused
+        METRICS.rate_limit_pause_seconds.labels(channel.name).inc(paused)
         channel.paused_until = until
         channel.bucket.hold(until)
 
@@ -723,3 +735,8 @@ class Sender:
                     else:
                         keep.append(held)
                 channel.held = keep
+
+
+def _count(channel: str | None, result: str) -> None:
+    """One delivery result in the metrics (``troly_deliveries_total``)."""
+    METRICS.deliveries.labels(channel or "unknown", result).inc()
