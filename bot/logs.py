@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.redaction import redact_codes, redact_user
 
@@ -108,11 +110,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (not the stream of the
+    moment it was set up, which a test runner or a redirect may have closed since)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(
     level: str = "INFO", secrets: Iterable[str] = (), log_format: str = "text"
 ) -> None:
     secrets = [s for s in secrets if s]
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter(secrets))
     else:
