@@ -21,6 +21,7 @@ COPY bot ./bot
 COPY handlers ./handlers
 COPY knowledge ./knowledge
 COPY scheduler ./scheduler
+COPY web ./web
 RUN pip install --no-cache-dir .
 
 # ---------------------------------------------------------------------------- runtime stage

@@ -42,6 +42,7 @@ invite_app = typer.Typer(help="Mã mời — invitation codes.", no_args_is_help
 people_app = typer.Typer(help="Người dùng — enrolled officials.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Nhiệm vụ — tasks with deadlines.", no_args_is_help=True)
 broadcast_app = typer.Typer(help="Thông báo — announcements to officials.", no_args_is_help=True)
+web_app = typer.Typer(help="Trang quản trị — the web console.", no_args_is_help=True)
 
 GETME_TIMEOUT = 3.0  # seconds: the invitation is printed even when Telegram does not answer
 BROADCAST_STATES = {"sending": "đang gửi", "done": "đã gửi xong", "cancelled": "đã dừng"}
@@ -53,6 +54,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(people_app, name="people")
     app.add_typer(tasks_app, name="tasks")
     app.add_typer(broadcast_app, name="broadcast")
+    app.add_typer(web_app, name="web")
     app.command("report")(report)
 
 
@@ -424,6 +426,44 @@ def invite_revoke(
         say(f"Đã thu hồi {what}. Ai nhập mã này sẽ được báo mã không hợp lệ.")
     else:
         say(f"Đã thu hồi {what}; mã này vốn không còn dùng được.")
+
+
+# --------------------------------------------------------------------------- web console
+
+
+@web_app.command("link")
+def web_link(
+    person_id: Annotated[
+        int,
+        typer.Option(
+            "--person", metavar="SỐ", help="Số của người dùng (troly people list) / person id."
+        ),
+    ],
+) -> None:
+    """In một liên kết đăng nhập trang quản trị (dùng một lần, hiệu lực 10 phút).
+
+    Print a one-time sign-in link to the web console (valid 10 minutes), for bootstrapping.
+    """
+    from bot.storage.models import Person
+    from handlers.weblogin import LINK_MINUTES, create_login_link
+
+    settings = get_settings()
+    base_url = settings.console_base_url
+    if base_url is None:
+        fail("Chưa đặt địa chỉ trang quản trị: đặt WEB_BASE_URL (hoặc WEBHOOK_BASE_URL).")
+
+    async def create(session: AsyncSession) -> tuple[str, str]:
+        person = await session.get(Person, person_id)
+        if person is None:
+            fail(f"Không có người dùng số {person_id} (xem troly people list).")
+        link = await create_login_link(
+            session, person=person, base_url=base_url, via="cli", now=utcnow()
+        )
+        return link, person.name
+
+    link, name = in_session(settings, create, commit=True)
+    note(f"Liên kết đăng nhập cho {name} (dùng một lần, hiệu lực {LINK_MINUTES} phút):")
+    say(link)
 
 
 # --------------------------------------------------------------------------- people

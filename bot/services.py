@@ -17,6 +17,7 @@ from bot.storage.db import (
     current_revision,
     make_session_factory,
 )
+from handlers import ROUTES, weblogin
 from handlers.tasks import load_task_specs, sync_tasks
 from knowledge import Knowledge, KnowledgeError, load_knowledge
 from scheduler.policy import PushPolicy
@@ -99,6 +100,7 @@ async def build_services(
         conversation_timeout_minutes=settings.conversation_timeout_minutes,
         bot_username=settings.telegram_bot_username,
         push_window=policy.next_allowed,
+        routes=weblogin.configure(ROUTES, settings.console_base_url),
         channels=[
             name
             for name, token in (

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
 
+    # The web console: on the webhook server in webhook mode, on WEB_PORT (at WEBHOOK_HOST)
+    # in polling mode. WEB_BASE_URL is the address in sign-in links (default WEBHOOK_BASE_URL).
+    web_base_url: str | None = None
+    web_port: int | None = Field(default=None, ge=1, le=65535)
+
     # Pushes: reminders, escalations, digests, broadcasts
     reminder_offsets_days: str = "7,3,1,0"  # days before the deadline (0: its morning)
     reminder_time: str = "08:00"
@@ -108,6 +113,8 @@ class Settings(BaseSettings):
         "knowledge_cache_dir",
         "metrics_port",
         "metrics_token",
+        "web_base_url",
+        "web_port",
         mode="before",
     )
     @classmethod
@@ -123,7 +130,9 @@ class Settings(BaseSettings):
             raise ValueError("does not look like a bot token from @BotFather (digits:letters)")
         return value
 
-    @field_validator("telegram_api_base_url", "zalo_api_base_url", "webhook_base_url")
+    @field_validator(
+        "telegram_api_base_url", "zalo_api_base_url", "webhook_base_url", "web_base_url"
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -235,6 +244,23 @@ class Settings(BaseSettings):
                 "/metrics already: leave METRICS_PORT empty)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _web_server(self) -> Settings:
+        if self.web_port is not None and self.web_port in {
+            self.metrics_port,
+            self.webhook_port if self.webhook_base_url else None,
+        }:
+            raise ValueError(
+                "WEB_PORT must differ from METRICS_PORT and WEBHOOK_PORT (in webhook mode the "
+                "console is served on the webhook server: leave WEB_PORT empty)"
+            )
+        return self
+
+    @property
+    def console_base_url(self) -> str | None:
+        """The web console's address in sign-in links: WEB_BASE_URL, else WEBHOOK_BASE_URL."""
+        return self.web_base_url or self.webhook_base_url
 
     @property
     def zone(self) -> ZoneInfo:

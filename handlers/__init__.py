@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from bot.storage.models import Conversation
-from handlers import admin, basic, broadcast, enrolment, manage, progress, qa
+from handlers import admin, basic, broadcast, enrolment, manage, progress, qa, weblogin
 from handlers.context import Context, UserError
 from handlers.people import looks_like_code
 from handlers.routing import Handler, HandlerResult, Route
@@ -51,6 +51,7 @@ ROUTES: tuple[Route, ...] = (
     Route("person_move", manage.move, commands=frozenset({"chuyen"}), private=True),
     Route("invites", manage.invites, commands=frozenset({"mamoi"}), private=True),
     Route("invite_revoke", manage.revoke, commands=frozenset({"thuhoi"}), private=True),
+    weblogin.route(),  # the console's address is set by the composition root (configure)
     Route("qa_pick", qa.pick_suggestion, payload_prefix=qa.SUGGESTION_PREFIX),
     Route("baocao_step", progress.on_button, payload_prefix=progress.PREFIX, private=True),
     Route("broadcast_step", broadcast.on_button, payload_prefix=broadcast.PREFIX, private=True),

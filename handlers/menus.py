@@ -30,6 +30,7 @@ BROADCAST = ("thongbao", "Gửi thông báo cho cán bộ")
 INVITE = ("moi", "Tạo mã mời cho một đơn vị")
 PEOPLE = ("canbo", "Xem cán bộ; khóa, mở lại, chuyển đơn vị")
 INVITES = ("mamoi", "Xem và thu hồi mã mời")
+WEB = ("web", "Nhận liên kết đăng nhập trang quản trị")
 
 GUEST_MENU = Menu("guest", (ASK, START, HELP))
 GROUP_MENU = Menu("group", (ASK, HELP))
@@ -51,7 +52,7 @@ async def menu_for(session: AsyncSession, identity: Identity | None) -> Menu:
     if await applicable_tasks(session, identity.unit.level) or identity.role != "official":
         commands.append(REPORT)
     if identity.role in {"unit_admin", "admin"}:
-        commands.extend([PROGRESS, BROADCAST, INVITE, PEOPLE, INVITES])
+        commands.extend([PROGRESS, BROADCAST, INVITE, PEOPLE, INVITES, WEB])
     commands.extend([ME, CANCEL, HELP])
     return Menu(key, tuple(commands))
 

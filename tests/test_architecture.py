@@ -52,3 +52,31 @@ def test_no_transitive_platform_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert result.stdout.strip() == ""
+
+
+# The web console (web/) is an adapter like bot/channels: it may use storage, handlers,
+# scheduler and knowledge; none of those imports it, and it does not reach into the
+# messengers' adapters.
+BELOW_THE_CONSOLE = ("handlers", "knowledge", "scheduler")
+
+
+@pytest.mark.parametrize("package", BELOW_THE_CONSOLE)
+def test_nothing_below_imports_the_console(package: str) -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for name in imported_modules(path)
+        if name == "web" or name.startswith("web.")
+    ]
+    assert offenders == []
+
+
+def test_console_does_not_use_the_messenger_adapters() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "web").rglob("*.py"))
+        for name in imported_modules(path)
+        if name.split(".")[0] in {"aiogram", "telegram", "zalo", "zalo_bot"}
+        or name.startswith("bot.channels")
+    ]
+    assert offenders == []

@@ -137,7 +137,7 @@ def test_dockerignore_keeps_the_context_small_and_the_sources_in() -> None:
     assert not copied & ignored
 
 
-PACKAGES = ("bot", "handlers", "knowledge", "scheduler")
+PACKAGES = ("bot", "handlers", "knowledge", "scheduler", "web")
 
 
 def test_every_data_file_is_in_the_package() -> None:

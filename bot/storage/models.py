@@ -37,6 +37,8 @@ __all__ = [
     "ReminderRun",
     "Task",
     "Unit",
+    "WebLogin",
+    "WebSession",
 ]
 
 # Materialised unit paths compare byte-wise ("C" collation) so that a subtree is a range.
@@ -301,6 +303,38 @@ class ReminderRun(SQLModel, table=True):
     fired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     reminders: int = 0
     escalations: int = 0
+
+
+# --------------------------------------------------------------------------- web console
+
+
+class WebLogin(SQLModel, table=True):
+    """A one-time sign-in link to the web console, stored as the SHA-256 of its token.
+    ``used_at`` is set once, atomically, when the link is used."""
+
+    __tablename__ = "web_login"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    created_via: str = Field(max_length=16)  # cli, telegram, zalo, console
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser, known by the SHA-256 of its cookie. It ends after a spell of
+    inactivity (``last_seen_at``), at sign-out (``ended_at``) or at its maximum age."""
+
+    __tablename__ = "web_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(max_length=64, unique=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 # APScheduler 3's SQLAlchemyJobStore table, declared here so that Alembic manages it like

@@ -1,0 +1,109 @@
+"""Browser sessions of the web console and the CSRF tokens of its forms.
+
+A session is a random cookie value; the database keeps only its SHA-256. It ends after
+``IDLE`` without a request, at ``MAX_AGE`` whatever happens, or at sign-out. A form's CSRF
+token is an HMAC of the session's cookie value, so it needs no storage and a page from another
+site cannot know it. Who is signed in is read again on every request: a person locked or moved
+to another role loses the console at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.models import Person, Unit, WebSession
+from handlers.people import Identity
+from handlers.weblogin import CONSOLE_ROLES, hash_token
+
+__all__ = [
+    "IDLE",
+    "MAX_AGE",
+    "SignedIn",
+    "csrf_ok",
+    "csrf_token",
+    "end_session",
+    "find_session",
+    "open_session",
+]
+
+IDLE = timedelta(minutes=30)
+MAX_AGE = timedelta(hours=12)
+TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """The person behind a live session. ``allowed``: still a unit admin or admin."""
+
+    session: WebSession
+    identity: Identity
+
+    @property
+    def allowed(self) -> bool:
+        return self.identity.person.active and self.identity.role in CONSOLE_ROLES
+
+
+async def open_session(db: AsyncSession, person_id: int, now: datetime) -> str:
+    """A new session for ``person_id``; returns the cookie value (shown to the browser only)."""
+    raw = secrets.token_urlsafe(32)
+    db.add(
+        WebSession(
+            session_hash=hash_token(raw), person_id=person_id, created_at=now, last_seen_at=now
+        )
+    )
+    await db.flush()
+    return raw
+
+
+async def find_session(db: AsyncSession, raw: str | None, now: datetime) -> SignedIn | None:
+    """The live session behind a cookie value, its last activity moved to ``now``."""
+    if not raw:
+        return None
+    found = (
+        await db.exec(
+            select(WebSession, Person, Unit)
+            .join(Person, col(Person.id) == col(WebSession.person_id))
+            .join(Unit, col(Unit.id) == col(Person.unit_id))
+            .where(WebSession.session_hash == hash_token(raw))
+        )
+    ).first()
+    if found is None:
+        return None
+    web_session, person, unit = found
+    if (
+        web_session.ended_at is not None
+        or web_session.last_seen_at + IDLE <= now
+        or web_session.created_at + MAX_AGE <= now
+    ):
+        return None
+    if now - web_session.last_seen_at >= TOUCH_EVERY:
+        web_session.last_seen_at = now
+        db.add(web_session)
+    return SignedIn(web_session, Identity(person, unit))
+
+
+async def end_session(db: AsyncSession, raw: str, now: datetime) -> None:
+    await db.exec(
+        update(WebSession)
+        .where(col(WebSession.session_hash) == hash_token(raw), col(WebSession.ended_at).is_(None))
+        .values(ended_at=now)
+    )
+
+
+def csrf_token(raw: str) -> str:
+    """The CSRF token of the forms shown to the browser holding session ``raw``."""
+    return hmac.new(raw.encode(), b"troly-console-csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_ok(raw: str | None, given: object) -> bool:
+    if not raw or not isinstance(given, str) or not given:
+        return False
+    return hmac.compare_digest(csrf_token(raw), given)
