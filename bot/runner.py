@@ -111,6 +111,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
     from scheduler.leader import LeaderElection
     from scheduler.service import push_service
     from scheduler.transports import TelegramTransport
+    from web.app import create_web_app, register_console
 
     settings = services.settings
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -162,6 +163,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
             web_app.router.add_get(
                 "/metrics", metrics_handler(services.sessions, token=metrics_token)
             )
+            register_console(web_app, services)  # the web console, on the same server
             runner = web.AppRunner(web_app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
@@ -172,6 +174,12 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
                 await telegram.set_webhook(settings.webhook_base_url or "", secret)
             if zalo is not None:
                 await zalo.set_webhook(settings.webhook_base_url or "", secret)
+        elif settings.web_port is not None:  # polling: the web console on a server of its own
+            console = web.AppRunner(create_web_app(services), access_log=None)
+            await console.setup()
+            await web.TCPSite(console, settings.webhook_host, settings.web_port).start()
+            closers.append(console.cleanup)
+            log.info("web console on %s:%s", settings.webhook_host, settings.web_port)
 
         if settings.metrics_port is not None:
             metrics_runner = await start_metrics_server(
