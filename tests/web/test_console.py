@@ -227,3 +227,14 @@ async def test_cookies_are_secure_behind_https(
 async def test_static_style_sheet_is_served(client: Client) -> None:
     css = await client.get("/static/console.css")
     assert css.status == 200 and "text/css" in css.headers["Content-Type"]
+
+
+async def test_late_units_are_named_once_the_deadline_has_passed(
+    client: Client, people: People, clock: Clock
+) -> None:
+    clock.advance(days=400)  # every task's deadline has passed
+    await sign_in(client, await get_link(people.hn_admin))
+    html = await (await client.get("/tien-do")).text()
+    assert "đã quá hạn" in html and "Đơn vị quá hạn:" in html
+    assert "Đảng ủy xã Sóc Sơn (HN.SS)" in html
+    assert "Cát Hải" not in html  # another city: outside the scope
