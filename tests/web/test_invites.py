@@ -245,10 +245,14 @@ async def test_revoke_from_the_list(
     assert unknown.status == 404
 
 
-async def test_navigation_links_the_page(client: Client, people: People) -> None:
+async def test_navigation_links_the_page(client: Client, people: People, tree: AsyncEngine) -> None:
     await sign_in(client, await get_link(people.hn_admin))
     html = await (await client.get("/tien-do")).text()
     assert '<a href="/moi">Cán bộ và mã mời</a>' in html
+    assert '<a class="button secondary" href="/moi?unit=' in html
+    bd = await unit_id(tree, "HN.BD")
+    preselected = await (await client.get(f"/moi?unit={bd}")).text()
+    assert 'name="unit" value="HN.BD"' in preselected
     page = await (await client.get("/moi")).text()
     assert "Phạm vi: Đảng bộ thành phố Hà Nội (HN) và các đơn vị trực thuộc" in page
     assert 'name="viewport"' in page
