@@ -21,17 +21,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.storage.models import Invite, MessageLog, OutboxMessage, Person, PersonChannel, Unit
 from handlers.context import UserError
 from handlers.formatting import channel_name, vn_datetime, vn_number
-from handlers.people import ROLE_NAMES, ROLES
+from handlers.people import ROLE_NAMES, ROLES, create_invite
 from handlers.units import path_range, require_unit
 from scheduler.outbox import finish_broadcasts
 
 __all__ = [
     "INVITE_STATES",
+    "USABLE",
     "ChannelInfo",
     "InviteInfo",
     "PersonChange",
     "PersonInfo",
     "activate_person",
+    "create_invites",
     "creator_names",
     "deactivate_person",
     "get_unit",
@@ -41,6 +43,8 @@ __all__ = [
     "list_people",
     "move_person",
     "revoke_invite",
+    "telegram_link",
+    "zalo_instruction",
 ]
 
 USABLE, EXPIRED, USED_UP, REVOKED = "còn hiệu lực", "hết hạn", "đã dùng hết", "đã thu hồi"
@@ -104,9 +108,8 @@ def invitation_text(
         "",
     ]
     generic = not telegram and not zalo  # nothing configured here: describe both ways
-    username = (telegram_username or "").strip().lstrip("@")
-    if telegram and username:
-        link = f"https://t.me/{username}?start={code.replace('-', '')}"
+    link = telegram_link(code, telegram_username)
+    if telegram and link:
         lines.append(f"• Telegram: mở liên kết {link}")
     elif telegram:
         lines.append(
@@ -116,8 +119,66 @@ def invitation_text(
     elif generic:
         lines.append(f"• Telegram: nhắn mã {code} cho trợ lý trên Telegram.")
     if zalo or generic:
-        lines.append(f"• Zalo: nhắn mã {code} cho trợ lý trên Zalo.")
+        lines.append(f"• Zalo: {zalo_instruction(code)}")
     return "\n".join(lines)
+
+
+def telegram_link(code: str, telegram_username: str | None) -> str | None:
+    """The t.me deep link that enrols with ``code`` in one tap (``None``: the bot's username
+    is not known)."""
+    username = (telegram_username or "").strip().lstrip("@")
+    return f"https://t.me/{username}?start={code.replace('-', '')}" if username else None
+
+
+def zalo_instruction(code: str) -> str:
+    """How to use ``code`` on Zalo (no deep links there)."""
+    return f"nhắn mã {code} cho trợ lý trên Zalo."
+
+
+async def create_invites(
+    session: AsyncSession,
+    *,
+    root: Unit,
+    subtree: bool,
+    role: str,
+    uses: int,
+    days: int,
+    created_by: str,
+    now: datetime,
+    limit: int,
+) -> list[tuple[Unit, str]]:
+    """One invitation for ``root``, or one per unit of its subtree (``root`` included, in
+    tree order), each made by :func:`handlers.people.create_invite` (same rules). Flushed, not
+    committed: the caller commits once, so the batch is all or nothing. More than ``limit``
+    units are refused. The codes are returned once; only their hashes are stored."""
+    units = [root]
+    if subtree:
+        statement = _subtree(select(Unit), root).order_by(col(Unit.path))
+        units = list((await session.exec(statement.limit(limit + 1))).all())
+        if len(units) > limit:
+            total = (
+                await session.exec(_subtree(select(func.count()).select_from(Unit), root))
+            ).one()
+            raise UserError(
+                f"{root.name} có {vn_number(total)} đơn vị (kể cả đơn vị này), quá "
+                f"{vn_number(limit)} đơn vị cho một lần tạo. Đồng chí chọn một đơn vị thấp hơn "
+                "trong cây rồi tạo từng phần."
+            )
+    return [
+        (
+            unit,
+            await create_invite(
+                session,
+                unit=unit,
+                role=role,
+                uses=uses,
+                days=days,
+                created_by=created_by,
+                now=now,
+            ),
+        )
+        for unit in units
+    ]
 
 
 @dataclass(frozen=True, slots=True)

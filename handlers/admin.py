@@ -23,6 +23,7 @@ from handlers.people import (
     Identity,
     can_manage,
     create_invite,
+    invitable_roles,
 )
 from handlers.reports import chart_png
 from handlers.rollup import children_text, compute, render_text
@@ -150,7 +151,7 @@ async def invite(msg: IncomingMessage, ctx: Context) -> Reply:
     role = ROLE_ALIASES.get(args[1].lower(), "") if len(args) > 1 else "official"
     if role not in ROLES:
         raise UserError("Vai trò phải là canbo (cán bộ báo cáo) hoặc quantri (quản trị đơn vị).")
-    if role == "admin" and identity.role != "admin":
+    if role not in invitable_roles(identity):
         raise UserError("Chỉ quản trị hệ thống mới tạo được mã quản trị hệ thống.")
     try:
         uses = int(args[2]) if len(args) > 2 else 1

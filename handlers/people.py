@@ -34,8 +34,10 @@ __all__ = [
     "enrolment_of",
     "failed_attempts",
     "find_invite",
+    "find_invites",
     "format_code",
     "identify",
+    "invitable_roles",
     "looks_like_code",
     "record_attempt",
     "target_of",
@@ -162,6 +164,24 @@ def record_attempt(session: AsyncSession, user: UserRef, *, ok: bool, now: datet
 async def find_invite(session: AsyncSession, code: str) -> Invite | None:
     """The invitation behind ``code``, usable or not."""
     return (await session.exec(select(Invite).where(Invite.code_hash == _hash(code)))).first()
+
+
+async def find_invites(session: AsyncSession, codes: list[str]) -> dict[str, Invite]:
+    """The invitations behind ``codes`` (one query), by code as given; unknown codes are left
+    out."""
+    hashes = {_hash(code): code for code in codes}
+    found = await session.exec(select(Invite).where(col(Invite.code_hash).in_(sorted(hashes))))
+    return {hashes[invite.code_hash]: invite for invite in found.all()}
+
+
+def invitable_roles(identity: Identity) -> tuple[str, ...]:
+    """The roles ``identity`` may hand out in invitations: only a system administrator
+    creates system administrators."""
+    if identity.role == "admin":
+        return ROLES
+    if identity.role == "unit_admin":
+        return ("official", "unit_admin")
+    return ()
 
 
 def usable(invite: Invite, now: datetime) -> bool:

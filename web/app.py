@@ -30,25 +30,24 @@ from handlers.reports import write_workbook
 from handlers.rollup import STATES, compute
 from handlers.units import LEVEL_NAMES, PATH_DIGITS
 from handlers.weblogin import LINK_MINUTES, LOGIN_PATH, login_state, use_login
-from web.auth import IDLE, SignedIn, csrf_ok, csrf_token, end_session, find_session, open_session
+from web import invites
+from web.auth import (
+    COOKIE,
+    IDLE,
+    LOGIN_COOKIE,
+    SECURITY_HEADERS,
+    SignedIn,
+    csrf_ok,
+    csrf_token,
+    end_session,
+    find_session,
+    open_session,
+)
 
 __all__ = ["COOKIE", "LOGIN_COOKIE", "create_web_app", "register_console"]
 
 HERE = Path(__file__).resolve().parent
-COOKIE = "troly_session"
-LOGIN_COOKIE = "troly_login_csrf"  # double-submit token of the sign-in form (no session yet)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    # The sign-in link carries its token in the address: never send it to another site.
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 STATE_NAMES = {
     "done": "Đã hoàn thành",
     "doing": "Đang thực hiện",
@@ -340,7 +339,7 @@ def register_console(
     clock: Callable[[], datetime] | None = None,
 ) -> None:
     """Add the console's routes (``/``, ``/dang-nhap/…``, ``/dang-xuat``, ``/tien-do``,
-    ``/tien-do.xlsx``, ``/static/…``) to ``app``."""
+    ``/tien-do.xlsx``, ``/moi…``, ``/static/…``) to ``app``."""
     base = services.settings.console_base_url or ""
     console = Console(
         services=services,
@@ -355,6 +354,7 @@ def register_console(
     router.add_post("/dang-xuat", console.logout)
     router.add_get("/tien-do", console.progress)
     router.add_get("/tien-do.xlsx", console.progress_xlsx)
+    invites.register(app, console)
     router.add_static("/static/", HERE / "static")
 
 

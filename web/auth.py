@@ -24,8 +24,11 @@ from handlers.people import Identity
 from handlers.weblogin import CONSOLE_ROLES, hash_token
 
 __all__ = [
+    "COOKIE",
     "IDLE",
+    "LOGIN_COOKIE",
     "MAX_AGE",
+    "SECURITY_HEADERS",
     "SignedIn",
     "csrf_ok",
     "csrf_token",
@@ -34,6 +37,19 @@ __all__ = [
     "open_session",
 ]
 
+COOKIE = "troly_session"
+LOGIN_COOKIE = "troly_login_csrf"  # double-submit token of the sign-in form (no session yet)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # The sign-in link carries its token in the address: never send it to another site.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 IDLE = timedelta(minutes=30)
 MAX_AGE = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
