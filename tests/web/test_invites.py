@@ -4,6 +4,7 @@ sheet and the printable QR page, the scope, CSRF, escaping and revoking."""
 from __future__ import annotations
 
 import io
+import random
 import re
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from bot.app import App
+from bot.redaction import ALPHABET
 from bot.storage.db import make_session_factory
 from bot.storage.models import Invite, Unit
 from handlers.people import find_invites
@@ -256,3 +258,20 @@ async def test_navigation_links_the_page(client: Client, people: People, tree: A
     page = await (await client.get("/moi")).text()
     assert "Phạm vi: Đảng bộ thành phố Hà Nội (HN) và các đơn vị trực thuộc" in page
     assert 'name="viewport"' in page
+
+
+async def test_a_batch_of_more_than_a_thousand_codes_is_read(
+    client: Client, people: People
+) -> None:
+    """A batch posted back is one form field per code: above aiohttp's default limit of 1,000
+    fields (413) up to MAX_BATCH the form is read and checked (here: unknown codes, 403)."""
+    csrf = await signed_in_form(client, people.admin)
+    rng = random.Random(13)
+    codes = [
+        "TL-" + "".join(rng.choices(ALPHABET, k=5)) + "-" + "".join(rng.choices(ALPHABET, k=5))
+        for _ in range(1_500)
+    ]
+    for url in ("/moi/bang-ma.xlsx", "/moi/in"):
+        answer = await client.post(url, data={"csrf": csrf, "ma": codes})
+        assert answer.status == 403, (url, answer.status)
+        assert "không tồn tại hoặc không thuộc phạm vi" in await answer.text()
