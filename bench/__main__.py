@@ -14,6 +14,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from bench import (  # noqa: E402
     broadcast,
     cluster,
+    console,
     progress,
     qa,
     reminders,
@@ -31,6 +32,7 @@ SECTIONS = {
     "progress": progress.main,
     "broadcast": broadcast.main,
     "reminders": reminders.main,
+    "console": console.main,
 }
 
 

@@ -25,7 +25,7 @@ from handlers.people import create_invite
 from handlers.reports import chart_png, write_workbook
 from handlers.rollup import compute, render_text
 from handlers.units import UnitRow, apply_rows, unit_by_code
-from knowledge import load_knowledge
+from knowledge import Knowledge, load_knowledge
 
 PROVINCES, COMMUNES, GRASSROOTS = 40, 100, 10
 
@@ -98,21 +98,26 @@ async def _random_reports(sessions, seed: int = 11) -> int:  # type: ignore[no-u
         return len(events)
 
 
+async def build_tree(sessions, knowledge: Knowledge) -> None:  # type: ignore[no-untyped-def]
+    """The 44,041-unit tree, the knowledge base's tasks and random reports (printed)."""
+    rows = _rows()
+    start = time.perf_counter()
+    async with sessions() as session:
+        await apply_rows(session, rows, utcnow())
+        await sync_task_definitions(session, knowledge, None)
+        await session.commit()
+    print(f"imported {len(rows):,} units in {time.perf_counter() - start:.1f} s")
+    count = await _random_reports(sessions)
+    print(f"{count:,} random reports on 5 tasks")
+
+
 async def _run(directory: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{directory / 'bench.db'}")
     try:
         await upgrade_database(engine)
         sessions = make_session_factory(engine)
         knowledge = load_knowledge(semantic=False)
-        rows = _rows()
-        start = time.perf_counter()
-        async with sessions() as session:
-            await apply_rows(session, rows, utcnow())
-            await sync_task_definitions(session, knowledge, None)
-            await session.commit()
-        print(f"imported {len(rows):,} units in {time.perf_counter() - start:.1f} s")
-        count = await _random_reports(sessions)
-        print(f"{count:,} random reports on 5 tasks")
+        await build_tree(sessions, knowledge)
 
         async with sessions() as session:
             root = await unit_by_code(session, "TW")
