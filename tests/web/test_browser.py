@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -40,6 +41,7 @@ from web.app import create_web_app
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
+CODE = re.compile(r"TL-[A-Z0-9]{5}-[A-Z0-9]{5}")
 TASK = "dai-hoi-thang-8"  # due 31/8/2025
 VIEWPORTS = {
     "desktop": {"viewport": {"width": 1280, "height": 800}},
@@ -218,6 +220,42 @@ async def test_a_person_uses_the_console_in_chromium(
                 if value is not None
             }
             assert {"Đảng ủy xã Sóc Sơn", "Đảng ủy phường Cát Hải"} <= cells
+
+            # «Cán bộ và mã mời»: one invitation per unit of Hà Nội's subtree, typed and pressed
+            # as a person would; the codes on the result page, the sheet, the QR print page.
+            await page.get_by_role("link", name="Cán bộ và mã mời").click()
+            await expect(heading).to_have_text("Cán bộ và mã mời")
+            await page.get_by_label("Mã đơn vị").fill("hn")
+            await page.get_by_label("đơn vị này và mọi đơn vị trực thuộc").check()
+            await page.get_by_label("Vai trò của người được mời").select_option("official")
+            await page.get_by_label("Hiệu lực (ngày)").fill("30")
+            await shoot(page, "ma-moi")
+            await page.get_by_role("button", name="Tạo mã mời").click()
+            await expect(heading).to_have_text("Đã tạo 4 mã mời")
+            await expect(page.get_by_text("Mã chỉ hiện lần này")).to_be_visible()
+            shown = [text.strip() for text in await page.locator("td.code").all_inner_texts()]
+            assert len(shown) == 4 and all(CODE.fullmatch(code) for code in shown), shown
+            await shoot(page, "ma-moi-da-tao")
+            async with page.expect_download() as waiting:
+                await page.get_by_role("button", name="Tải tệp Excel").click()
+            download = await waiting.value
+            assert download.suggested_filename == "ma-moi-HN-20250902.xlsx"
+            saved = tmp_path / download.suggested_filename
+            await download.save_as(saved)
+            rows = list(load_workbook(saved).active.iter_rows(values_only=True))
+            assert rows[0][:3] == ("Đơn vị", "Mã đơn vị", "Mã mời")
+            assert [row[1] for row in rows[1:]] == ["HN", "HN.BD", "HN.BD.CB1", "HN.SS"]
+            assert [row[2] for row in rows[1:]] == shown  # one row per unit, the codes shown
+            assert rows[1][0] == "Đảng bộ thành phố Hà Nội"
+            async with page.expect_popup() as opening:
+                await page.get_by_role("button", name="Mở trang in (mã QR)").click()
+            printing = await opening.value
+            await expect(printing.get_by_role("heading", level=1)).to_have_text(
+                "In mã mời (4 đơn vị)"
+            )
+            await expect(printing.locator("section.qr-card svg")).to_have_count(4)
+            await shoot(printing, "in-ma-moi")
+            await printing.close()
 
             # Sign out with the header's button; the progress page is closed afterwards.
             await page.get_by_role("button", name="Đăng xuất").click()
