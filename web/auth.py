@@ -15,11 +15,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.models import Person, Unit, WebSession
+from bot.storage.models import Person, Unit, WebLogin, WebSession
 from handlers.people import Identity
 from handlers.weblogin import CONSOLE_ROLES, hash_token
 
@@ -53,6 +53,9 @@ SECURITY_HEADERS = {
 IDLE = timedelta(minutes=30)
 MAX_AGE = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
+# Rows of sessions and sign-in links that can no longer be used are deleted when a session
+# opens, after a grace period (a link opened again within it still says "already used").
+KEEP_DEAD = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,10 @@ class SignedIn:
 
 
 async def open_session(db: AsyncSession, person_id: int, now: datetime) -> str:
-    """A new session for ``person_id``; returns the cookie value (shown to the browser only)."""
+    """A new session for ``person_id``; returns the cookie value (shown to the browser only).
+    Sessions and sign-in links dead for ``KEEP_DEAD`` are purged on the way."""
+    await db.exec(delete(WebSession).where(col(WebSession.created_at) < now - MAX_AGE - KEEP_DEAD))
+    await db.exec(delete(WebLogin).where(col(WebLogin.expires_at) < now - KEEP_DEAD))
     raw = secrets.token_urlsafe(32)
     db.add(
         WebSession(

@@ -238,3 +238,25 @@ async def test_late_units_are_named_once_the_deadline_has_passed(
     assert "đã quá hạn" in html and "Đơn vị quá hạn:" in html
     assert "Đảng ủy xã Sóc Sơn (HN.SS)" in html
     assert "Cát Hải" not in html  # another city: outside the scope
+
+
+async def test_dead_sessions_and_links_are_purged_when_a_session_opens(
+    client: Client, people: People, tree: AsyncEngine, clock: Clock
+) -> None:
+    """A week after they can no longer be used, session and link rows are deleted; a link
+    used yesterday still says «đã được sử dụng»."""
+    old_link = await get_link(people.admin)
+    await sign_in(client, old_link)
+    clock.advance(days=1)
+    recent_link = await get_link(people.admin)
+    await sign_in(client, recent_link)
+    clock.advance(days=6, hours=13)  # the first session and link: dead for more than 7 days
+    await sign_in(client, await get_link(people.hn_admin))
+    async with make_session_factory(tree)() as session:
+        links = set((await session.exec(select(WebLogin.token_hash))).all())
+        sessions = (await session.exec(select(WebSession))).all()
+    assert hash_token(old_link) not in links
+    assert hash_token(recent_link) in links
+    assert len(sessions) == 2  # the second admin session and the new one
+    again = await client.get(f"/dang-nhap/{recent_link}")
+    assert again.status == 410 and "đã được sử dụng" in await again.text()
