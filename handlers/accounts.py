@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import Invite, MessageLog, OutboxMessage, Person, PersonChannel, Unit
+from handlers.audit import Actor, record
 from handlers.context import UserError
 from handlers.formatting import channel_name, vn_datetime, vn_number
 from handlers.people import ROLE_NAMES, ROLES, create_invite
@@ -146,11 +147,13 @@ async def create_invites(
     created_by: str,
     now: datetime,
     limit: int,
+    actor: Actor | None = None,
 ) -> list[tuple[Unit, str]]:
     """One invitation for ``root``, or one per unit of its subtree (``root`` included, in
     tree order), each made by :func:`handlers.people.create_invite` (same rules). Flushed, not
     committed: the caller commits once, so the batch is all or nothing. More than ``limit``
-    units are refused. The codes are returned once; only their hashes are stored."""
+    units are refused. The codes are returned once; only their hashes are stored. With
+    ``actor``, one audit entry for the whole batch."""
     units = [root]
     if subtree:
         statement = _subtree(select(Unit), root).order_by(col(Unit.path))
@@ -164,7 +167,7 @@ async def create_invites(
                 f"{vn_number(limit)} đơn vị cho một lần tạo. Đồng chí chọn một đơn vị thấp hơn "
                 "trong cây rồi tạo từng phần."
             )
-    return [
+    made = [
         (
             unit,
             await create_invite(
@@ -175,10 +178,24 @@ async def create_invites(
                 days=days,
                 created_by=created_by,
                 now=now,
+                actor=actor if not subtree else None,
             ),
         )
         for unit in units
     ]
+    if actor is not None and subtree:
+        record(
+            session,
+            actor,
+            "invite.create",
+            f"Tạo {vn_number(len(made))} mã mời vai trò {ROLE_NAMES.get(role, role)} cho "
+            f"{root.name} ({root.code}) và các đơn vị trực thuộc; {vn_number(uses)} người dùng "
+            f"mỗi mã, hiệu lực {vn_number(days)} ngày.",
+            now=now,
+            unit_id=root.id,
+            details={"count": len(made), "role": role, "uses": uses, "days": days},
+        )
+    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,11 +295,17 @@ async def _invite_infos(
 
 
 async def revoke_invite(
-    session: AsyncSession, *, invite_id: int, scope: Unit | None, now: datetime
+    session: AsyncSession,
+    *,
+    invite_id: int,
+    scope: Unit | None,
+    now: datetime,
+    actor: Actor | None = None,
 ) -> tuple[InviteInfo, bool]:
     """Revoke an invitation: its code is then refused like a wrong one. Returns the
     invitation and whether it was usable until now (False: already revoked, expired or used
-    up; revoking is harmless then)."""
+    up; revoking is harmless then). With ``actor``, a revocation is written to the audit
+    log (revoking an invitation already revoked changes nothing and is not)."""
     found = (
         await session.exec(
             select(Invite, Unit)
@@ -300,6 +323,19 @@ async def revoke_invite(
         invite.revoked = True
         session.add(invite)
         await session.flush()
+        if actor is not None:
+            record(
+                session,
+                actor,
+                "invite.revoke",
+                f"Thu hồi mã mời số {invite_id} của {unit.name} ({unit.code}), vai trò "
+                f"{ROLE_NAMES.get(invite.role, invite.role)}"
+                + ("" if was_usable else " (mã đã không còn dùng được)")
+                + ".",
+                now=now,
+                unit_id=unit.id,
+                details={"invite": invite_id},
+            )
     [info] = await _invite_infos(session, [(invite, unit)], now)
     return info, was_usable
 

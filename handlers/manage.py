@@ -19,6 +19,7 @@ from handlers.accounts import (
     move_person,
     revoke_invite,
 )
+from handlers.audit import Actor
 from handlers.context import Context, UserError
 from handlers.formatting import vn_date, vn_datetime, vn_number
 from handlers.people import ROLE_NAMES, Identity
@@ -254,7 +255,7 @@ async def revoke(msg: IncomingMessage, ctx: Context) -> Reply:
     if not value.isdigit():
         raise UserError("Cách dùng: /thuhoi <số> (số của mã trong danh sách /mamoi).")
     info, was_usable = await revoke_invite(
-        ctx.session, invite_id=int(value), scope=_scope(identity), now=ctx.now
+        ctx.session, invite_id=int(value), scope=_scope(identity), now=ctx.now, actor=Actor.of(ctx)
     )
     ctx.log.route = "invite_revoked"
     if not was_usable:
