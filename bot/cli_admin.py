@@ -547,11 +547,14 @@ def people_deactivate(person_id: PersonId) -> None:
     Deactivate: no longer recognised, receives no pushes (history stays).
     """
     from handlers.accounts import PersonChange, deactivate_person
+    from handlers.audit import CLI
 
     settings = get_settings()
 
     async def deactivate(session: AsyncSession) -> PersonChange:
-        return await deactivate_person(session, person_id=person_id, scope=None, now=utcnow())
+        return await deactivate_person(
+            session, person_id=person_id, scope=None, now=utcnow(), actor=CLI
+        )
 
     change = in_session(settings, deactivate, commit=True)
     who = f"{change.person.name} ({change.unit.name})"
@@ -572,11 +575,14 @@ def people_deactivate(person_id: PersonId) -> None:
 def people_activate(person_id: PersonId) -> None:
     """Mở lại tài khoản đã ngừng hoạt động. Reactivate a person."""
     from handlers.accounts import PersonChange, activate_person
+    from handlers.audit import CLI
 
     settings = get_settings()
 
     async def activate(session: AsyncSession) -> PersonChange:
-        return await activate_person(session, person_id=person_id, scope=None)
+        return await activate_person(
+            session, person_id=person_id, scope=None, actor=CLI, now=utcnow()
+        )
 
     change = in_session(settings, activate, commit=True)
     who = f"{change.person.name} ({change.unit.name})"
@@ -603,13 +609,22 @@ def people_move(
     Move a person to another unit, optionally with another role.
     """
     from handlers.accounts import PersonChange, get_unit, move_person
+    from handlers.audit import CLI
     from handlers.people import ROLE_NAMES
 
     settings = get_settings()
 
     async def move(session: AsyncSession) -> PersonChange:
         target = await get_unit(session, unit)
-        return await move_person(session, person_id=person_id, unit=target, role=role, scope=None)
+        return await move_person(
+            session,
+            person_id=person_id,
+            unit=target,
+            role=role,
+            scope=None,
+            actor=CLI,
+            now=utcnow(),
+        )
 
     change = in_session(settings, move, commit=True)
     person, target = change.person, change.unit

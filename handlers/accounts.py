@@ -511,11 +511,17 @@ async def _person(session: AsyncSession, person_id: int, scope: Unit | None) -> 
 
 
 async def deactivate_person(
-    session: AsyncSession, *, person_id: int, scope: Unit | None, now: datetime
+    session: AsyncSession,
+    *,
+    person_id: int,
+    scope: Unit | None,
+    now: datetime,
+    actor: Actor | None = None,
 ) -> PersonChange:
     """The person is no longer recognised on any channel (they are treated as someone not
     enrolled) and receives no reminders or announcements; messages already queued for them
-    are cancelled. History (reports, messages) stays."""
+    are cancelled. History (reports, messages) stays. With ``actor``, a change is written to
+    the audit log."""
     person, unit = await _person(session, person_id, scope)
     changed = person.active
     person.active = False
@@ -531,18 +537,45 @@ async def deactivate_person(
     if finished:  # a broadcast whose last queued message was theirs is now complete
         await finish_broadcasts(session, now=now, ids=finished)
     await session.flush()
+    if actor is not None and changed:
+        record(
+            session,
+            actor,
+            "person.deactivate",
+            f"Khóa tài khoản của {person.name} ({unit.name}, người dùng số {person_id})"
+            + (f"; hủy {vn_number(len(broadcasts))} tin đang chờ gửi." if broadcasts else "."),
+            now=now,
+            unit_id=unit.id,
+            details={"person": person_id},
+        )
     return PersonChange(person, unit, changed, len(broadcasts))
 
 
 async def activate_person(
-    session: AsyncSession, *, person_id: int, scope: Unit | None
+    session: AsyncSession,
+    *,
+    person_id: int,
+    scope: Unit | None,
+    actor: Actor | None = None,
+    now: datetime | None = None,
 ) -> PersonChange:
-    """Undo :func:`deactivate_person`: the person is recognised again on their channels."""
+    """Undo :func:`deactivate_person`: the person is recognised again on their channels.
+    With ``actor`` (and ``now``), a change is written to the audit log."""
     person, unit = await _person(session, person_id, scope)
     changed = not person.active
     person.active = True
     session.add(person)
     await session.flush()
+    if actor is not None and changed:
+        record(
+            session,
+            actor,
+            "person.activate",
+            f"Mở lại tài khoản của {person.name} ({unit.name}, người dùng số {person_id}).",
+            now=now or datetime.now(UTC),
+            unit_id=unit.id,
+            details={"person": person_id},
+        )
     return PersonChange(person, unit, changed)
 
 
@@ -553,8 +586,12 @@ async def move_person(
     unit: Unit,
     role: str | None = None,
     scope: Unit | None,
+    actor: Actor | None = None,
+    now: datetime | None = None,
 ) -> PersonChange:
-    """Move a person to another unit, optionally with another role (default: the same)."""
+    """Move a person to another unit, optionally with another role (default: the same).
+    With ``actor`` (and ``now``), a change is written to the audit log (under the new unit,
+    the old one in the details)."""
     if role is not None and role not in ROLES:
         names = ", ".join(f"{r} ({ROLE_NAMES[r]})" for r in ROLES)
         raise UserError(f"Vai trò không hợp lệ: {role}. Chọn một trong: {names}.")
@@ -566,7 +603,19 @@ async def move_person(
     assert unit.id is not None
     new_role = role or person.role
     changed = (person.unit_id, person.role) != (unit.id, new_role)
+    before = {"unit": person.unit_id, "role": person.role}
     person.unit_id, person.role = unit.id, new_role
     session.add(person)
     await session.flush()
+    if actor is not None and changed:
+        record(
+            session,
+            actor,
+            "person.move",
+            f"Chuyển {person.name} (người dùng số {person_id}): nay là "
+            f"{ROLE_NAMES.get(new_role, new_role)} của {unit.name} ({unit.code}).",
+            now=now or datetime.now(UTC),
+            unit_id=unit.id,
+            details={"person": person_id, "before": before},
+        )
     return PersonChange(person, unit, changed)

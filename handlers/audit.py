@@ -42,6 +42,9 @@ ACTION_NAMES = {
     "broadcast.send": "Gửi thông báo",
     "broadcast.cancel": "Dừng thông báo",
     "report.correct": "Sửa báo cáo",
+    "person.deactivate": "Khóa tài khoản",
+    "person.activate": "Mở lại tài khoản",
+    "person.move": "Chuyển đơn vị, vai trò",
     "web.link": "Tạo liên kết đăng nhập",
     "web.sign_in": "Đăng nhập trang quản trị",
 }

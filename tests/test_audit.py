@@ -218,6 +218,39 @@ async def test_correcting_a_done_report_is_logged_other_reports_are_not(
     assert "Phải bầu lại" not in entry.summary  # the note is the report's, not the log's
 
 
+async def test_account_changes_in_chat_are_logged_once(
+    tree: AsyncEngine,  # noqa: F811
+    enrol: Enrol,  # noqa: F811
+) -> None:
+    from tests.helpers import numbered_choice
+
+    manager = await enrol("HN", "unit_admin", user_id="boss", channel="telegram")
+    official = await enrol("HN.BD", "official", user_id="u1")
+    number = str(await person_of(tree, official))
+    confirm = await manager.say(f"/khoa {number}")
+    assert "Đã giữ nguyên" in await manager.say(numbered_choice(confirm, "Không, giữ nguyên"))
+    assert await entries(tree) == []  # declined: nothing changed, nothing logged
+    confirm = await manager.say(f"/khoa {number}")
+    assert "Đã khóa" in await manager.say(numbered_choice(confirm, "Đồng ý"))
+    assert "Đã mở lại" in await manager.say(f"/molai {number}")
+    await manager.say(f"/molai {number}")  # already active: not logged
+    confirm = await manager.say(f"/chuyen {number} hn.ss")
+    await manager.say(numbered_choice(confirm, "Đồng ý"))
+    known = await ids(tree)
+    boss = await person_of(tree, manager)
+    assert [(e.action, e.via, e.person_id, e.unit_id) for e in await entries(tree)] == [
+        ("person.deactivate", "telegram", boss, known["HN.BD"]),
+        ("person.activate", "telegram", boss, known["HN.BD"]),
+        ("person.move", "telegram", boss, known["HN.SS"]),
+    ]
+    moved = (await entries(tree))[-1]
+    assert moved.summary.endswith("nay là cán bộ báo cáo của Đảng ủy xã Sóc Sơn (HN.SS).")
+    assert moved.details == {
+        "person": int(number),
+        "before": {"unit": known["HN.BD"], "role": "official"},
+    }
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -281,6 +314,9 @@ def test_command_line_actions_are_logged_as_the_operator(cli_db: str, tmp_path: 
     link = runner.invoke(cli, ["web", "link", "--person", "1"])
     assert link.exit_code == 0, link.output
     [token] = TOKEN_RE.findall(link.stdout)
+    for command in (["deactivate", "2"], ["activate", "2"], ["move", "2", "--unit", "hn.ss"]):
+        done = runner.invoke(cli, ["people", *command])
+        assert done.exit_code == 0, done.output
 
     log = stored()
     assert [(e.action, e.via, e.person_id) for e in log] == [
@@ -290,6 +326,9 @@ def test_command_line_actions_are_logged_as_the_operator(cli_db: str, tmp_path: 
         ("broadcast.send", "cli", None),
         ("broadcast.cancel", "cli", None),
         ("web.link", "cli", None),
+        ("person.deactivate", "cli", None),
+        ("person.activate", "cli", None),
+        ("person.move", "cli", None),
     ]
     assert log[0].summary == (
         f"Nhập danh sách {len(TREE) + 1} đơn vị: thêm mới 1, cập nhật 0, giữ nguyên {len(TREE)}."
@@ -308,6 +347,7 @@ def test_command_line_actions_are_logged_as_the_operator(cli_db: str, tmp_path: 
     listed = runner.invoke(cli, ["audit", "list"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0, listed.output
     out = listed.stdout
+    assert out.index("Chuyển đơn vị, vai trò") < out.index("Tạo liên kết đăng nhập")
     assert out.index("Tạo liên kết đăng nhập") < out.index("Nhập đơn vị")
     assert "Người vận hành (dòng lệnh)" in out and "Dòng lệnh" in out
     only = runner.invoke(
@@ -318,7 +358,7 @@ def test_command_line_actions_are_logged_as_the_operator(cli_db: str, tmp_path: 
     assert "Tạo mã mời" in subtree.stdout and "Thu hồi mã mời" in subtree.stdout
     assert "Gửi thông báo" not in subtree.stdout  # its unit is HN, above HN.DA
     page = runner.invoke(cli, ["audit", "list", "--limit", "2"], env={"COLUMNS": "250"})
-    assert "troly audit list --before 5" in page.stdout
+    assert "troly audit list --before 8" in page.stdout
     older = runner.invoke(cli, ["audit", "list", "--before", "2"], env={"COLUMNS": "250"})
     assert "Nhập đơn vị" in older.stdout and "Tạo mã mời" not in older.stdout
     bad = runner.invoke(cli, ["audit", "list", "--action", "xoa"])
