@@ -31,6 +31,8 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
 FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()
 """
 # TRUNCATE (the table owner's, used by the test fixtures to empty a database) is not refused.
+# On SQLite a later batch migration that recreates audit_log (move-and-copy) drops these
+# triggers: it must create them again (tests/test_audit.py checks them at the head revision).
 SQLITE_TRIGGERS = [
     f"""
     CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log
