@@ -40,9 +40,10 @@ app.add_typer(db_app, name="db")
 
 
 def _register_admin_commands() -> None:
-    from bot import cli_admin
+    from bot import cli_admin, cli_audit
 
     cli_admin.register(app)
+    cli_audit.register(app)
 
 
 # --------------------------------------------------------------------------- run / chat

@@ -142,6 +142,7 @@ def units_import(
 
     Import or update units; any bad row rejects the whole file (nothing changes).
     """
+    from handlers.audit import CLI
     from handlers.units import UnitImportError, apply_rows, read_rows
 
     settings = get_settings()
@@ -156,7 +157,7 @@ def units_import(
         fail(rejected)
 
     async def apply(session: AsyncSession) -> tuple[int, int]:
-        return await apply_rows(session, rows, utcnow())
+        return await apply_rows(session, rows, utcnow(), actor=CLI)
 
     try:
         with _spinner(f"Đang nhập {_number(len(rows))} đơn vị…") as progress:
@@ -255,6 +256,7 @@ def invite_create(
     Create an invitation code (shown once; only its hash is stored).
     """
     from handlers.accounts import get_unit, invitation_text
+    from handlers.audit import CLI
     from handlers.people import create_invite
 
     settings = get_settings()
@@ -278,6 +280,7 @@ def invite_create(
                     days=expires,
                     created_by="cli",
                     now=now,
+                    actor=CLI,
                 )
                 await session.commit()
             username = (settings.telegram_bot_username, None) if lookup is None else await lookup
@@ -414,11 +417,14 @@ def invite_revoke(
     Revoke an invitation: its code is then refused like a wrong one.
     """
     from handlers.accounts import InviteInfo, revoke_invite
+    from handlers.audit import CLI
 
     settings = get_settings()
 
     async def revoke(session: AsyncSession) -> tuple[InviteInfo, bool]:
-        return await revoke_invite(session, invite_id=invite_id, scope=None, now=utcnow())
+        return await revoke_invite(
+            session, invite_id=invite_id, scope=None, now=utcnow(), actor=CLI
+        )
 
     info, was_usable = in_session(settings, revoke, commit=True)
     what = f"mã mời số {info.id} ({info.unit_name}, {info.role_name})"
@@ -541,11 +547,14 @@ def people_deactivate(person_id: PersonId) -> None:
     Deactivate: no longer recognised, receives no pushes (history stays).
     """
     from handlers.accounts import PersonChange, deactivate_person
+    from handlers.audit import CLI
 
     settings = get_settings()
 
     async def deactivate(session: AsyncSession) -> PersonChange:
-        return await deactivate_person(session, person_id=person_id, scope=None, now=utcnow())
+        return await deactivate_person(
+            session, person_id=person_id, scope=None, now=utcnow(), actor=CLI
+        )
 
     change = in_session(settings, deactivate, commit=True)
     who = f"{change.person.name} ({change.unit.name})"
@@ -566,11 +575,14 @@ def people_deactivate(person_id: PersonId) -> None:
 def people_activate(person_id: PersonId) -> None:
     """Mở lại tài khoản đã ngừng hoạt động. Reactivate a person."""
     from handlers.accounts import PersonChange, activate_person
+    from handlers.audit import CLI
 
     settings = get_settings()
 
     async def activate(session: AsyncSession) -> PersonChange:
-        return await activate_person(session, person_id=person_id, scope=None)
+        return await activate_person(
+            session, person_id=person_id, scope=None, actor=CLI, now=utcnow()
+        )
 
     change = in_session(settings, activate, commit=True)
     who = f"{change.person.name} ({change.unit.name})"
@@ -597,13 +609,22 @@ def people_move(
     Move a person to another unit, optionally with another role.
     """
     from handlers.accounts import PersonChange, get_unit, move_person
+    from handlers.audit import CLI
     from handlers.people import ROLE_NAMES
 
     settings = get_settings()
 
     async def move(session: AsyncSession) -> PersonChange:
         target = await get_unit(session, unit)
-        return await move_person(session, person_id=person_id, unit=target, role=role, scope=None)
+        return await move_person(
+            session,
+            person_id=person_id,
+            unit=target,
+            role=role,
+            scope=None,
+            actor=CLI,
+            now=utcnow(),
+        )
 
     change = in_session(settings, move, commit=True)
     person, target = change.person, change.unit
@@ -789,6 +810,7 @@ def broadcast_send(
 
     Preview the recipients, confirm, and queue the announcement for the sender.
     """
+    from handlers.audit import CLI
     from handlers.broadcast import (
         DEFAULT_SENDER,
         Audience,
@@ -858,6 +880,7 @@ def broadcast_send(
             now=now,
             not_before=start_at,
             sender=sender,
+            actor=CLI,
         )
         assert broadcast.id is not None
         return broadcast.id
@@ -992,7 +1015,8 @@ def broadcast_cancel(
     Stop a broadcast: what has not gone out yet is cancelled (within a second).
     """
     from bot.storage.models import Broadcast
-    from scheduler.outbox import cancel_broadcast
+    from handlers.audit import CLI
+    from handlers.broadcast import stop_broadcast
 
     settings = get_settings()
 
@@ -1001,7 +1025,7 @@ def broadcast_cancel(
         if broadcast is None:
             return None
         before = broadcast.status
-        return before, await cancel_broadcast(session, broadcast_id, now=utcnow())
+        return before, await stop_broadcast(session, broadcast, now=utcnow(), actor=CLI)
 
     result = in_session(settings, cancel, commit=True)
     if result is None:

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import Invite, MessageLog, OutboxMessage, Person, PersonChannel, Unit
+from handlers.audit import Actor, record
 from handlers.context import UserError
 from handlers.formatting import channel_name, vn_datetime, vn_number
 from handlers.people import ROLE_NAMES, ROLES, create_invite
@@ -146,11 +147,13 @@ async def create_invites(
     created_by: str,
     now: datetime,
     limit: int,
+    actor: Actor | None = None,
 ) -> list[tuple[Unit, str]]:
     """One invitation for ``root``, or one per unit of its subtree (``root`` included, in
     tree order), each made by :func:`handlers.people.create_invite` (same rules). Flushed, not
     committed: the caller commits once, so the batch is all or nothing. More than ``limit``
-    units are refused. The codes are returned once; only their hashes are stored."""
+    units are refused. The codes are returned once; only their hashes are stored. With
+    ``actor``, one audit entry for the whole batch."""
     units = [root]
     if subtree:
         statement = _subtree(select(Unit), root).order_by(col(Unit.path))
@@ -164,7 +167,7 @@ async def create_invites(
                 f"{vn_number(limit)} đơn vị cho một lần tạo. Đồng chí chọn một đơn vị thấp hơn "
                 "trong cây rồi tạo từng phần."
             )
-    return [
+    made = [
         (
             unit,
             await create_invite(
@@ -175,10 +178,24 @@ async def create_invites(
                 days=days,
                 created_by=created_by,
                 now=now,
+                actor=actor if not subtree else None,
             ),
         )
         for unit in units
     ]
+    if actor is not None and subtree:
+        record(
+            session,
+            actor,
+            "invite.create",
+            f"Tạo {vn_number(len(made))} mã mời vai trò {ROLE_NAMES.get(role, role)} cho "
+            f"{root.name} ({root.code}) và các đơn vị trực thuộc; {vn_number(uses)} người dùng "
+            f"mỗi mã, hiệu lực {vn_number(days)} ngày.",
+            now=now,
+            unit_id=root.id,
+            details={"count": len(made), "role": role, "uses": uses, "days": days},
+        )
+    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,11 +295,17 @@ async def _invite_infos(
 
 
 async def revoke_invite(
-    session: AsyncSession, *, invite_id: int, scope: Unit | None, now: datetime
+    session: AsyncSession,
+    *,
+    invite_id: int,
+    scope: Unit | None,
+    now: datetime,
+    actor: Actor | None = None,
 ) -> tuple[InviteInfo, bool]:
     """Revoke an invitation: its code is then refused like a wrong one. Returns the
     invitation and whether it was usable until now (False: already revoked, expired or used
-    up; revoking is harmless then)."""
+    up; revoking is harmless then). With ``actor``, a revocation is written to the audit
+    log (revoking an invitation already revoked changes nothing and is not)."""
     found = (
         await session.exec(
             select(Invite, Unit)
@@ -300,6 +323,19 @@ async def revoke_invite(
         invite.revoked = True
         session.add(invite)
         await session.flush()
+        if actor is not None:
+            record(
+                session,
+                actor,
+                "invite.revoke",
+                f"Thu hồi mã mời số {invite_id} của {unit.name} ({unit.code}), vai trò "
+                f"{ROLE_NAMES.get(invite.role, invite.role)}"
+                + ("" if was_usable else " (mã đã không còn dùng được)")
+                + ".",
+                now=now,
+                unit_id=unit.id,
+                details={"invite": invite_id},
+            )
     [info] = await _invite_infos(session, [(invite, unit)], now)
     return info, was_usable
 
@@ -475,11 +511,17 @@ async def _person(session: AsyncSession, person_id: int, scope: Unit | None) -> 
 
 
 async def deactivate_person(
-    session: AsyncSession, *, person_id: int, scope: Unit | None, now: datetime
+    session: AsyncSession,
+    *,
+    person_id: int,
+    scope: Unit | None,
+    now: datetime,
+    actor: Actor | None = None,
 ) -> PersonChange:
     """The person is no longer recognised on any channel (they are treated as someone not
     enrolled) and receives no reminders or announcements; messages already queued for them
-    are cancelled. History (reports, messages) stays."""
+    are cancelled. History (reports, messages) stays. With ``actor``, a change is written to
+    the audit log."""
     person, unit = await _person(session, person_id, scope)
     changed = person.active
     person.active = False
@@ -495,18 +537,45 @@ async def deactivate_person(
     if finished:  # a broadcast whose last queued message was theirs is now complete
         await finish_broadcasts(session, now=now, ids=finished)
     await session.flush()
+    if actor is not None and changed:
+        record(
+            session,
+            actor,
+            "person.deactivate",
+            f"Khóa tài khoản của {person.name} ({unit.name}, người dùng số {person_id})"
+            + (f"; hủy {vn_number(len(broadcasts))} tin đang chờ gửi." if broadcasts else "."),
+            now=now,
+            unit_id=unit.id,
+            details={"person": person_id},
+        )
     return PersonChange(person, unit, changed, len(broadcasts))
 
 
 async def activate_person(
-    session: AsyncSession, *, person_id: int, scope: Unit | None
+    session: AsyncSession,
+    *,
+    person_id: int,
+    scope: Unit | None,
+    actor: Actor | None = None,
+    now: datetime | None = None,
 ) -> PersonChange:
-    """Undo :func:`deactivate_person`: the person is recognised again on their channels."""
+    """Undo :func:`deactivate_person`: the person is recognised again on their channels.
+    With ``actor`` (and ``now``), a change is written to the audit log."""
     person, unit = await _person(session, person_id, scope)
     changed = not person.active
     person.active = True
     session.add(person)
     await session.flush()
+    if actor is not None and changed:
+        record(
+            session,
+            actor,
+            "person.activate",
+            f"Mở lại tài khoản của {person.name} ({unit.name}, người dùng số {person_id}).",
+            now=now or datetime.now(UTC),
+            unit_id=unit.id,
+            details={"person": person_id},
+        )
     return PersonChange(person, unit, changed)
 
 
@@ -517,8 +586,12 @@ async def move_person(
     unit: Unit,
     role: str | None = None,
     scope: Unit | None,
+    actor: Actor | None = None,
+    now: datetime | None = None,
 ) -> PersonChange:
-    """Move a person to another unit, optionally with another role (default: the same)."""
+    """Move a person to another unit, optionally with another role (default: the same).
+    With ``actor`` (and ``now``), a change is written to the audit log (under the new unit,
+    the old one in the details)."""
     if role is not None and role not in ROLES:
         names = ", ".join(f"{r} ({ROLE_NAMES[r]})" for r in ROLES)
         raise UserError(f"Vai trò không hợp lệ: {role}. Chọn một trong: {names}.")
@@ -530,7 +603,19 @@ async def move_person(
     assert unit.id is not None
     new_role = role or person.role
     changed = (person.unit_id, person.role) != (unit.id, new_role)
+    before = {"unit": person.unit_id, "role": person.role}
     person.unit_id, person.role = unit.id, new_role
     session.add(person)
     await session.flush()
+    if actor is not None and changed:
+        record(
+            session,
+            actor,
+            "person.move",
+            f"Chuyển {person.name} (người dùng số {person_id}): nay là "
+            f"{ROLE_NAMES.get(new_role, new_role)} của {unit.name} ({unit.code}).",
+            now=now or datetime.now(UTC),
+            unit_id=unit.id,
+            details={"person": person_id, "before": before},
+        )
     return PersonChange(person, unit, changed)

@@ -12,6 +12,7 @@ from sqlmodel import select
 from bot.core import Image, IncomingMessage, Reply
 from bot.storage.models import PersonChannel, Unit
 from handlers.accounts import invitation_text
+from handlers.audit import Actor
 from handlers.basic import EXAMPLES, GREETING, private_only
 from handlers.context import Context, UserError
 from handlers.enrolment import enrol
@@ -168,6 +169,7 @@ async def invite(msg: IncomingMessage, ctx: Context) -> Reply:
         days=days,
         created_by=f"person:{identity.person.id}",
         now=ctx.now,
+        actor=Actor.of(ctx),
     )
     ctx.log.route = "invite_created"
     return Reply(

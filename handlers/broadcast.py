@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.core import Button, IncomingMessage, Reply
 from bot.render import fit_label
 from bot.storage.models import Broadcast, Person, PersonChannel, ProgressStatus, Task, Unit
+from handlers.audit import Actor, record
 from handlers.context import Context, UserError
 from handlers.formatting import channel_name, vn_date, vn_datetime, vn_number
 from handlers.people import Identity
@@ -45,6 +46,7 @@ __all__ = [
     "parse_audience",
     "recipients",
     "start",
+    "stop_broadcast",
     "stop_command",
     "with_header",
 ]
@@ -176,9 +178,11 @@ async def create_broadcast(
     now: datetime,
     not_before: datetime | None = None,
     sender: str = DEFAULT_SENDER,
+    actor: Actor | None = None,
 ) -> Broadcast:
     """The broadcast row and one outbox row per target (keyed: planning twice sends once).
-    Recipients get the text under a header naming ``sender``."""
+    Recipients get the text under a header naming ``sender``. With ``actor``, written to the
+    audit log (who, the audience and the count; not the text)."""
     broadcast = Broadcast(
         text=text, audience=audience.spec, created_by=created_by, created_at=now, total=0
     )
@@ -208,7 +212,50 @@ async def create_broadcast(
         broadcast.status, broadcast.finished_at = "done", now
     session.add(broadcast)
     await session.flush()
+    if actor is not None:
+        await _audit(session, broadcast, actor, "broadcast.send", now=now)
     return broadcast
+
+
+async def stop_broadcast(
+    session: AsyncSession, broadcast: Broadcast, *, now: datetime, actor: Actor | None = None
+) -> int:
+    """Cancel a broadcast still sending (what has not gone out is dropped; returned: how many
+    messages). With ``actor``, a stop is written to the audit log (a finished one is not)."""
+    sending = broadcast.status == "sending"
+    stopped = await cancel_broadcast(session, broadcast.id or 0, now=now)
+    if actor is not None and sending:
+        await _audit(session, broadcast, actor, "broadcast.cancel", now=now, stopped=stopped)
+    return stopped
+
+
+async def _audit(
+    session: AsyncSession,
+    broadcast: Broadcast,
+    actor: Actor,
+    action: str,
+    *,
+    now: datetime,
+    stopped: int = 0,
+) -> None:
+    """The entry's unit: the audience's unit, otherwise the sender's (none: the command line)."""
+    audience = parse_audience(broadcast.audience)
+    names = await _names(session, audience)
+    unit_id = None
+    if audience.kind == "unit":
+        unit = await unit_by_code(session, audience.value)
+        unit_id = unit.id if unit is not None else None
+    elif broadcast.created_by.removeprefix("person:").isdigit():
+        sender = await session.get(Person, int(broadcast.created_by.removeprefix("person:")))
+        unit_id = sender.unit_id if sender is not None else None
+    whom = describe(audience, names)
+    summary = f"Gửi thông báo #{broadcast.id} cho {whom}: {vn_number(broadcast.total)} người nhận."
+    if action == "broadcast.cancel":
+        summary = (
+            f"Dừng thông báo #{broadcast.id} (cho {whom}): hủy {vn_number(stopped)} tin chưa gửi."
+        )
+    details = {"broadcast": broadcast.id, "audience": broadcast.audience, "total": broadcast.total}
+    record(session, actor, action, summary, now=now, unit_id=unit_id, details=details)
 
 
 def count_by_channel(targets: list[Target]) -> str:
@@ -506,6 +553,7 @@ async def _send(ctx: Context, identity: Identity, nonce: str, *, urgent: bool) -
         now=ctx.now,
         not_before=start_at,
         sender=sender_of(identity),
+        actor=Actor.of(ctx),
     )
     _reset(ctx)
     ctx.conversation.data = {"sent_nonce": nonce, "broadcast_id": broadcast.id}
@@ -587,7 +635,7 @@ async def stop_command(msg: IncomingMessage, ctx: Context) -> Reply:
 
 async def _stop(ctx: Context, identity: Identity, value: str) -> Reply:
     broadcast = await _mine(ctx, identity, value)
-    stopped = await cancel_broadcast(ctx.session, broadcast.id or 0, now=ctx.now)
+    stopped = await stop_broadcast(ctx.session, broadcast, now=ctx.now, actor=Actor.of(ctx))
     status = await broadcast_status(ctx.session, broadcast.id or 0)
     sent = status.sent if status else 0
     if not stopped and broadcast.status != "cancelled":

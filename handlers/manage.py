@@ -19,6 +19,7 @@ from handlers.accounts import (
     move_person,
     revoke_invite,
 )
+from handlers.audit import Actor
 from handlers.context import Context, UserError
 from handlers.formatting import vn_date, vn_datetime, vn_number
 from handlers.people import ROLE_NAMES, Identity
@@ -153,7 +154,9 @@ async def activate(msg: IncomingMessage, ctx: Context) -> Reply:
     identity = _manager(ctx)
     person_id = _person_id(msg.command[1] if msg.command else "", "/molai <số>")
     await _target(ctx, identity, person_id)
-    change = await activate_person(ctx.session, person_id=person_id, scope=_scope(identity))
+    change = await activate_person(
+        ctx.session, person_id=person_id, scope=_scope(identity), actor=Actor.of(ctx), now=ctx.now
+    )
     ctx.log.route = "person_activated"
     if not change.changed:
         return Reply(text=f"Tài khoản của {change.person.name} đang hoạt động, không cần mở lại.")
@@ -202,7 +205,9 @@ async def on_button(msg: IncomingMessage, ctx: Context) -> Reply:
     person_id = int(str(data.get("person_id", 0)))
     scope = _scope(identity)
     if data.get("action") == "deactivate":
-        change = await deactivate_person(ctx.session, person_id=person_id, scope=scope, now=ctx.now)
+        change = await deactivate_person(
+            ctx.session, person_id=person_id, scope=scope, now=ctx.now, actor=Actor.of(ctx)
+        )
         ctx.log.route = "person_deactivated"
         cancelled = (
             f" {vn_number(change.cancelled_pushes)} tin đang chờ gửi cho người này đã được hủy."
@@ -214,7 +219,13 @@ async def on_button(msg: IncomingMessage, ctx: Context) -> Reply:
     if target is None:
         raise UserError("Đơn vị này không còn; không có gì thay đổi.")
     change = await move_person(
-        ctx.session, person_id=person_id, unit=target, role=str(data.get("role")), scope=scope
+        ctx.session,
+        person_id=person_id,
+        unit=target,
+        role=str(data.get("role")),
+        scope=scope,
+        actor=Actor.of(ctx),
+        now=ctx.now,
     )
     ctx.log.route = "person_moved"
     return Reply(
@@ -254,7 +265,7 @@ async def revoke(msg: IncomingMessage, ctx: Context) -> Reply:
     if not value.isdigit():
         raise UserError("Cách dùng: /thuhoi <số> (số của mã trong danh sách /mamoi).")
     info, was_usable = await revoke_invite(
-        ctx.session, invite_id=int(value), scope=_scope(identity), now=ctx.now
+        ctx.session, invite_id=int(value), scope=_scope(identity), now=ctx.now, actor=Actor.of(ctx)
     )
     ctx.log.route = "invite_revoked"
     if not was_usable:

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.core import UserRef
 from bot.redaction import ALPHABET, CODE_LENGTH, PREFIX, find_code, normalise_code
 from bot.storage.models import Invite, InviteAttempt, Person, PersonChannel, Unit
+from handlers.audit import Actor, record
 from handlers.context import UserError
 
 __all__ = [
@@ -97,8 +98,10 @@ async def create_invite(
     created_by: str,
     now: datetime,
     person: Person | None = None,
+    actor: Actor | None = None,
 ) -> str:
-    """A new invitation code (shown once; only its hash is stored)."""
+    """A new invitation code (shown once; only its hash is stored). With ``actor``, written
+    to the audit log (without the code)."""
     if role not in ROLES:
         raise UserError(f"Vai trò không hợp lệ: {role} (chọn: {', '.join(ROLES)}).")
     if not 1 <= uses <= MAX_USES:
@@ -107,19 +110,32 @@ async def create_invite(
         raise UserError(f"Thời hạn phải từ 1 đến {MAX_DAYS} ngày.")
     code = PREFIX + "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
     assert unit.id is not None
-    session.add(
-        Invite(
-            code_hash=_hash(code),
-            unit_id=unit.id,
-            role=role,
-            person_id=person.id if person is not None else None,
-            max_uses=uses,
-            expires_at=now + timedelta(days=days),
-            created_by=created_by,
-            created_at=now,
-        )
+    invite = Invite(
+        code_hash=_hash(code),
+        unit_id=unit.id,
+        role=role,
+        person_id=person.id if person is not None else None,
+        max_uses=uses,
+        expires_at=now + timedelta(days=days),
+        created_by=created_by,
+        created_at=now,
     )
+    session.add(invite)
     await session.flush()
+    if actor is not None:
+        what = f"vai trò {ROLE_NAMES[role]}"
+        if person is not None:
+            what = f"thêm kênh cho {person.name}"
+        record(
+            session,
+            actor,
+            "invite.create",
+            f"Tạo mã mời số {invite.id} cho {unit.name} ({unit.code}), {what}; "
+            f"{uses} người dùng, hiệu lực {days} ngày.",
+            now=now,
+            unit_id=unit.id,
+            details={"invites": [invite.id], "role": role, "uses": uses, "days": days},
+        )
     return format_code(code)
 
 

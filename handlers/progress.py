@@ -21,6 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.core import Button, IncomingMessage, Reply
 from bot.render import fit_label
 from bot.storage.models import ProgressEvent, ProgressStatus, Task, Unit
+from handlers.audit import Actor
+from handlers.audit import record as audit
 from handlers.context import Context, UserError
 from handlers.dates import DateError, parse_completion
 from handlers.dates import describe as describe_date
@@ -84,7 +86,8 @@ async def record(
     now: datetime,
 ) -> tuple[ProgressEvent, bool]:
     """Append an event (unless this submission or this very status is already recorded)
-    and update the current status. Returns (event, whether a new event was created)."""
+    and update the current status. Returns (event, whether a new event was created).
+    A report replacing one that said «done» is a correction: it goes to the audit log."""
     assert unit.id is not None and task.id is not None
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
@@ -116,6 +119,21 @@ async def record(
     session.add(event)
     await session.flush()
     assert event.id is not None
+    if current is not None and current.status == "done":
+        before = STATUS_LABELS[current.status] + (
+            f" ngày {vn_date(current.done_on)}" if current.done_on else ""
+        )
+        after = STATUS_LABELS[status] + (f" ngày {vn_date(done_on)}" if done_on else "")
+        audit(
+            session,
+            Actor(channel, person_id),
+            "report.correct",
+            f"Sửa báo cáo nhiệm vụ «{task.title}» của {unit.name} ({unit.code}): "
+            f"{before} → {after}.",
+            now=now,
+            unit_id=unit.id,
+            details={"task": task.code, "event": event.id, "replaces": current.event_id},
+        )
     if current is None:
         current = ProgressStatus(
             unit_id=unit.id, task_id=task.id, status=status, channel=channel, event_id=event.id

@@ -21,7 +21,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import Unit
+from handlers.audit import Actor, record
 from handlers.context import UserError
+from handlers.formatting import vn_number
 from knowledge import LEVELS
 from knowledge.normalize import nfc
 
@@ -221,9 +223,10 @@ def validate_rows(rows: Sequence[UnitRow], existing: dict[str, str | None]) -> l
 
 
 async def apply_rows(
-    session: AsyncSession, rows: Sequence[UnitRow], now: datetime
+    session: AsyncSession, rows: Sequence[UnitRow], now: datetime, *, actor: Actor | None = None
 ) -> tuple[int, int]:
     """Validate and store the file's units, all or nothing; return (created, updated).
+    With ``actor``, the import is written to the audit log in the same transaction.
 
     Re-importing updates names, levels and parents; nothing is deleted, so reports and
     history keep their units. Raises :class:`UnitImportError` when any row is bad.
@@ -275,6 +278,17 @@ async def apply_rows(
         )
         await (await session.connection()).execute(statement, changes)
     await recompute_paths(session)
+    if actor is not None:
+        record(
+            session,
+            actor,
+            "units.import",
+            f"Nhập danh sách {vn_number(len(rows))} đơn vị: thêm mới {vn_number(len(new))}, "
+            f"cập nhật {vn_number(updated)}, "
+            f"giữ nguyên {vn_number(len(rows) - len(new) - updated)}.",
+            now=now,
+            details={"rows": len(rows), "created": len(new), "updated": updated},
+        )
     return len(new), updated
 
 

@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import IncomingMessage, Reply
 from bot.storage.models import Person, Unit, WebLogin
+from handlers.audit import Actor, record
 from handlers.context import Context, UserError
 from handlers.people import Identity
 from handlers.routing import Handler, Route
@@ -69,7 +70,8 @@ async def create_login_link(
     now: datetime,
 ) -> str:
     """A new one-time sign-in link for ``person`` (shown once; only its hash is stored).
-    Refuses anyone who may not use the console."""
+    Refuses anyone who may not use the console. Written to the audit log (without the link):
+    asked for by the person in a chat (``via`` a channel) or by the operator (``via="cli"``)."""
     if not person.active or person.role not in CONSOLE_ROLES:
         raise UserError(NOT_ALLOWED)
     assert person.id is not None
@@ -84,6 +86,15 @@ async def create_login_link(
         )
     )
     await session.flush()
+    record(
+        session,
+        Actor(via, None if via == "cli" else person.id),
+        "web.link",
+        f"Tạo liên kết đăng nhập trang quản trị (hiệu lực {LINK_MINUTES} phút) cho {person.name}.",
+        now=now,
+        unit_id=person.unit_id,
+        details={"person": person.id},
+    )
     return f"{base_url.rstrip('/')}{LOGIN_PATH}{token}"
 
 
@@ -114,7 +125,8 @@ class LoginOutcome:
 
 
 async def use_login(session: AsyncSession, token: str, now: datetime) -> LoginOutcome:
-    """Use a link once. Atomic: the same link opened twice at once signs in one browser."""
+    """Use a link once. Atomic: the same link opened twice at once signs in one browser.
+    A sign-in is written to the audit log (a refused link is not: nobody is known)."""
     token_hash = hash_token(token)
     claimed = await session.exec(
         update(WebLogin)
@@ -138,7 +150,16 @@ async def use_login(session: AsyncSession, token: str, now: datetime) -> LoginOu
     ).first()
     if found is None or not found[0].active or found[0].role not in CONSOLE_ROLES:
         return LoginOutcome("forbidden")
-    return LoginOutcome("ok", Identity(found[0], found[1]))
+    person, unit = found
+    record(
+        session,
+        Actor("web", person.id),
+        "web.sign_in",
+        f"{person.name} ({unit.name}) đăng nhập trang quản trị.",
+        now=now,
+        unit_id=unit.id,
+    )
+    return LoginOutcome("ok", Identity(person, unit))
 
 
 # --------------------------------------------------------------------------- chat command

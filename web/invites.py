@@ -50,6 +50,7 @@ from handlers.accounts import (
     zalo_instruction,
 )
 from handlers.admin import DEFAULT_INVITE_DAYS
+from handlers.audit import Actor
 from handlers.context import UserError
 from handlers.formatting import vn_datetime, vn_number
 from handlers.people import (
@@ -273,6 +274,7 @@ class InvitePages:
                     created_by=f"person:{identity.person.id}",
                     now=now,
                     limit=MAX_BATCH,
+                    actor=Actor("web", identity.person.id),
                 )
             except UserError as problem:
                 # Refused before anything was added (the limit, or create_invite's checks on
@@ -412,6 +414,7 @@ class InvitePages:
                     invite_id=int(value),
                     scope=_scope(signed_in.identity),
                     now=self.console.now(),
+                    actor=Actor("web", signed_in.identity.person.id),
                 )
             except UserError as problem:
                 raise self._forbidden(str(problem)) from None

@@ -24,6 +24,7 @@ from bot.storage.types import UTCDateTime
 
 __all__ = [
     "SCHEDULER_JOBS",
+    "AuditEntry",
     "Broadcast",
     "Conversation",
     "Invite",
@@ -335,6 +336,29 @@ class WebSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# --------------------------------------------------------------------------- audit
+
+
+class AuditEntry(SQLModel, table=True):
+    """«Nhật ký»: who did what to the accounts and the reports, when, from which channel.
+    Append-only: nothing in the code updates or deletes a row, and the database refuses to
+    (triggers made by migration 0009). ``person_id`` is empty for the command line (the
+    operator); ``unit_id`` is the unit the action concerns (its scope on the console; empty:
+    the whole system). ``summary`` is short Vietnamese and never holds a code or a token."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_id", "action", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    via: str = Field(max_length=16)  # telegram, zalo, console, web, cli
+    action: str = Field(max_length=40)
+    unit_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
+    summary: str = Field(max_length=500)
+    details: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 # APScheduler 3's SQLAlchemyJobStore table, declared here so that Alembic manages it like
