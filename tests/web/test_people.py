@@ -98,9 +98,9 @@ async def test_scope_403_and_no_console_for_officials(
     # An official never gets a session; one demoted after signing in loses the page.
     refused = await people.official.say("/web")
     assert "/dang-nhap/" not in refused
-    official = await person_id(tree, "hn-admin")
+    demoted = await person_id(tree, "hn-admin")
     async with make_session_factory(tree)() as session:
-        person = await session.get(Person, official)
+        person = await session.get(Person, demoted)
         assert person is not None
         person.role = "official"
         session.add(person)
