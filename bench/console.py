@@ -1,6 +1,7 @@
 """The web console (issue 13) on the 44,041-unit tree of bench/progress.py: the root's
 «Tổng quan» page (target <= 300 ms server time), and a subtree invitation batch for a province
-of 1,101 units — creating it, the XLSX sheet (target <= 2 s) and the QR print page.
+of 1,101 units — creating it, the XLSX sheet (target <= 2 s) and the QR print page; the unit
+search of «Tổng quan» (``handlers.units.search_units``, whole tree) and the «Cán bộ» page.
 
 Requests go through aiohttp's test client in this process; "server time" is measured by a
 middleware around the handler (the client's round trip is printed beside it).
@@ -30,7 +31,7 @@ from bot.services import Services
 from bot.settings import load_settings
 from bot.storage.db import create_engine, make_session_factory, upgrade_database
 from bot.storage.models import Person, Unit
-from handlers.units import unit_by_code
+from handlers.units import search_units, unit_by_code
 from knowledge import load_knowledge
 from scheduler.policy import PushPolicy
 from web.app import COOKIE, register_console
@@ -67,6 +68,7 @@ async def _run(directory: Path) -> None:
             await db.commit()
             count = select(func.count()).where(col(Unit.path).startswith(province.path))
             subtree = (await db.exec(count)).one()
+            units = (await db.exec(select(func.count()).select_from(Unit))).one()
 
         settings = load_settings(database_url=url, web_base_url="http://console.bench")
         app = App(
@@ -119,6 +121,32 @@ async def _run(directory: Path) -> None:
                 f"{p50:.0f} ms, max {max(server):.0f} ms (round trip p50 "
                 f"{statistics.median(trips):.0f} ms); target <= 300 ms: {_met(max(server) <= 300)}"
             )
+
+            # The unit search, over the whole tree: a few matches, 40,000 matches (the first
+            # 21 by level and name), none (every row looked at).
+            for query in ("xa 5 tinh 12", "chi bo", "khong ton tai"):
+                times = []
+                for _ in range(10):
+                    async with sessions() as db:
+                        t0 = time.perf_counter()
+                        found = await search_units(db, query, scope=None, limit=21)
+                        times.append((time.perf_counter() - t0) * 1000)
+                print(
+                    f"unit search «{query}» over {units:,} units: {len(found)} "
+                    f"shown, p50 {statistics.median(times):.0f} ms, max {max(times):.0f} ms"
+                )
+            _, ms, _ = await timed("GET", "/tien-do", params={"q": "ba dinh"})
+            print(f"  «Tổng quan» for the root with a search: server {ms:.0f} ms")
+            for code in ("TW", PROVINCE):
+                async with sessions() as db:
+                    unit = await unit_by_code(db, code)
+                    assert unit is not None
+                _, ms, _ = await timed("GET", "/can-bo", params={"unit": str(unit.id)})
+                _, kin, _ = await timed("GET", "/can-bo", params={"unit": str(unit.id), "kem": "1"})
+                print(
+                    f"«Cán bộ» (/can-bo) for {unit.name}: server {ms:.0f} ms; with its direct "
+                    f"children's people {kin:.0f} ms"
+                )
 
             form = {
                 "csrf": csrf, "unit": PROVINCE, "pham_vi": "cay", "role": "official",

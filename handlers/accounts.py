@@ -23,7 +23,7 @@ from handlers.audit import Actor, record
 from handlers.context import UserError
 from handlers.formatting import channel_name, vn_datetime, vn_number
 from handlers.people import ROLE_NAMES, ROLES, create_invite
-from handlers.units import path_range, require_unit
+from handlers.units import PATH_DIGITS, path_range, require_unit
 from scheduler.outbox import finish_broadcasts
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "list_invites",
     "list_people",
     "move_person",
+    "people_counts",
     "revoke_invite",
     "telegram_link",
     "zalo_instruction",
@@ -390,6 +391,7 @@ class PersonInfo:
     active: bool
     channels: tuple[ChannelInfo, ...]
     last_message_at: datetime | None  # their latest message on any of their channels
+    unit_id: int = 0
 
     @property
     def role_name(self) -> str:
@@ -407,17 +409,23 @@ async def list_people(
     scope: Unit | None,
     unit: Unit | None = None,
     inactive: bool = False,
+    levels: int | None = None,
+    limit: int | None = None,
 ) -> list[PersonInfo]:
     """People of ``unit``'s subtree (default: the whole scope), in tree order, with their
     channels and when they last wrote; deactivated people too when ``inactive``.
-    Three queries whatever the number of people."""
+    ``levels``: only the units down to that many levels below ``unit`` (0: ``unit`` itself,
+    1: with its direct children). ``limit``: at most that many people.
+    Two queries whatever the number of people."""
     if unit is not None and not _within(unit, scope):
         raise UserError(f"Đơn vị {unit.name} ({unit.code}) {OUTSIDE_SCOPE}.")
 
     def narrow(statement: S) -> S:
-        for limit in (scope, unit):
-            if limit is not None:
-                statement = _subtree(statement, limit)
+        for within in (scope, unit):
+            if within is not None:
+                statement = _subtree(statement, within)
+        if unit is not None and levels is not None:
+            statement = statement.where(col(Unit.depth) <= unit.depth + levels)
         if not inactive:
             statement = statement.where(col(Person.active))
         return statement
@@ -427,6 +435,8 @@ async def list_people(
         .join(Unit, col(Unit.id) == col(Person.unit_id))
         .order_by(col(Unit.path), col(Person.name), col(Person.id))
     )
+    if limit is not None:
+        people = people.limit(limit)
     rows = list((await session.exec(narrow(people))).all())
     # Each channel of those people, with the time of its latest message.
     links = (
@@ -454,6 +464,8 @@ async def list_people(
         )
         .order_by(col(PersonChannel.person_id), col(PersonChannel.channel))
     )
+    if limit is not None:
+        links = links.where(col(PersonChannel.person_id).in_([p.id for p, _ in rows]))
     channels: dict[int, list[ChannelInfo]] = {}
     last: dict[int, datetime] = {}
     for person_id, channel, blocked_at, newest in (await session.exec(narrow(links))).all():
@@ -471,9 +483,25 @@ async def list_people(
             active=person.active,
             channels=tuple(channels.get(person.id or 0, ())),
             last_message_at=last.get(person.id or 0),
+            unit_id=u.id or 0,
         )
         for person, u in rows
     ]
+
+
+async def people_counts(session: AsyncSession, *, unit: Unit) -> dict[int, int]:
+    """Active people in the subtree of each direct child of ``unit``, by child id (a child
+    without anyone is left out). One grouped query."""
+    child_key = func.substr(col(Unit.path), 1, len(unit.path) + PATH_DIGITS)
+    statement = (
+        select(child_key, func.count())
+        .select_from(Person)
+        .join(Unit, col(Unit.id) == col(Person.unit_id))
+        .where(col(Person.active), col(Unit.depth) > unit.depth)
+        .group_by(child_key)
+    )
+    found = (await session.exec(_subtree(statement, unit))).all()
+    return {int(key[-PATH_DIGITS:]): count for key, count in found}
 
 
 def _aware(value: object) -> datetime | None:

@@ -19,6 +19,7 @@ from handlers.units import LEVEL_NAMES, PATH_DIGITS, path_range
 
 __all__ = [
     "ChildProgress",
+    "LateUnit",
     "LevelCounts",
     "Rollup",
     "TaskRollup",
@@ -49,12 +50,24 @@ class LevelCounts:
         return self.done + self.doing + self.stuck + self.none
 
 
+class LateUnit(NamedTuple):
+    """A unit that has not done a task past its deadline, with its last report (none yet:
+    ``status`` and ``reported_at`` are None)."""
+
+    id: int
+    code: str
+    name: str
+    level: str
+    status: str | None  # doing, stuck
+    reported_at: datetime | None
+
+
 @dataclass
 class TaskRollup:
     task: Task
     levels: dict[str, LevelCounts]
     overdue: bool
-    late_units: list[tuple[str, str, str]] = field(default_factory=list)  # code, name, level
+    late_units: list[LateUnit] = field(default_factory=list)
 
     @property
     def total(self) -> LevelCounts:
@@ -138,9 +151,17 @@ def _not_done() -> Any:
 
 async def _late_units(
     session: AsyncSession, task: Task, low: str, high: str, limit: int | None
-) -> list[tuple[str, str, str]]:
-    statement = (
-        select(col(Unit.code), col(Unit.name), col(Unit.level))
+) -> list[LateUnit]:
+    # sqlmodel's select() and exec() are typed for up to four columns
+    statement: Any = (
+        select_columns(
+            col(Unit.id),
+            col(Unit.code),
+            col(Unit.name),
+            col(Unit.level),
+            col(ProgressStatus.status),
+            col(ProgressStatus.updated_at),
+        )
         .select_from(Unit)
         .outerjoin(
             ProgressStatus,
@@ -156,7 +177,7 @@ async def _late_units(
     )
     if limit is not None:
         statement = statement.limit(limit)
-    return [(code, name, level) for code, name, level in (await session.exec(statement)).all()]
+    return [LateUnit(*row) for row in (await session.exec(statement)).all()]
 
 
 # --------------------------------------------------------------------------- presentation
@@ -184,7 +205,7 @@ def render_text(rollup: Rollup, as_of: datetime) -> str:
             )
         late = item.total.late
         if item.late_units:
-            names = ", ".join(name for _, name, _ in item.late_units)
+            names = ", ".join(unit.name for unit in item.late_units)
             more = late - len(item.late_units)
             lines.append(
                 f"   Đơn vị quá hạn: {names}"
@@ -234,7 +255,7 @@ def children_text(rollup: Rollup, limit: int = 40) -> str:
     return "\n".join(lines)
 
 
-def to_json(rollup: Rollup, late_units: dict[int, list[tuple[str, str, str]]]) -> dict[str, Any]:
+def to_json(rollup: Rollup, late_units: dict[int, list[LateUnit]]) -> dict[str, Any]:
     """Machine-readable roll-up: per task, counts by status and level, and the late units."""
     tasks = []
     for item in rollup.tasks:
@@ -249,8 +270,14 @@ def to_json(rollup: Rollup, late_units: dict[int, list[tuple[str, str, str]]]) -
                 "counts": _counts(item.total),
                 "levels": {level: _counts(c) for level, c in item.levels.items()},
                 "late_units": [
-                    {"code": code, "name": name, "level": level}
-                    for code, name, level in late_units.get(task.id or 0, [])
+                    {
+                        "code": unit.code,
+                        "name": unit.name,
+                        "level": unit.level,
+                        "status": unit.status or "none",
+                        "reported_at": unit.reported_at.isoformat() if unit.reported_at else None,
+                    }
+                    for unit in late_units.get(task.id or 0, [])
                 ],
             }
         )
@@ -276,9 +303,7 @@ def _counts(counts: LevelCounts) -> dict[str, int]:
     }
 
 
-async def all_late_units(
-    session: AsyncSession, rollup: Rollup
-) -> dict[int, list[tuple[str, str, str]]]:
+async def all_late_units(session: AsyncSession, rollup: Rollup) -> dict[int, list[LateUnit]]:
     low, high = path_range(rollup.root)
     return {
         item.task.id or 0: await _late_units(session, item.task, low, high, None)

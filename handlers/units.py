@@ -25,7 +25,7 @@ from handlers.audit import Actor, record
 from handlers.context import UserError
 from handlers.formatting import vn_number
 from knowledge import LEVELS
-from knowledge.normalize import nfc
+from knowledge.normalize import fold, nfc
 
 __all__ = [
     "LEVEL_NAMES",
@@ -39,6 +39,8 @@ __all__ = [
     "read_rows",
     "recompute_paths",
     "require_unit",
+    "search_key",
+    "search_units",
     "unit_by_code",
     "unit_code_argument",
     "validate_rows",
@@ -247,7 +249,7 @@ async def apply_rows(
             insert(Unit),
             params=[
                 {"code": r.code, "name": r.name, "level": r.level, "path": "", "depth": 0,
-                 "created_at": now, "updated_at": now}
+                 "search_key": search_key(r.name, r.code), "created_at": now, "updated_at": now}
                 for r in new
             ],
         )  # fmt: skip
@@ -263,7 +265,7 @@ async def apply_rows(
             updated += 1
         changes.append(
             {"uid": ids[row.code], "name": row.name, "level": row.level, "parent_id": parent_id,
-             "updated_at": now}
+             "search_key": search_key(row.name, row.code), "updated_at": now}
         )  # fmt: skip
     if changes:
         statement = (
@@ -273,6 +275,7 @@ async def apply_rows(
                 name=bindparam("name"),
                 level=bindparam("level"),
                 parent_id=bindparam("parent_id"),
+                search_key=bindparam("search_key"),
                 updated_at=bindparam("updated_at"),
             )
         )
@@ -383,3 +386,30 @@ async def children(session: AsyncSession, unit: Unit) -> list[Unit]:
 
 def in_subtree(unit: Unit, root: Unit) -> bool:
     return unit.path.startswith(root.path)
+
+
+def search_key(name: str, code: str) -> str:
+    """What a unit is found by: its name and code folded (no diacritics, lower case, single
+    spaces), as stored in ``Unit.search_key``."""
+    return " ".join(fold(f"{name} {code}").split())[:400]
+
+
+async def search_units(
+    session: AsyncSession, query: str, *, scope: Unit | None, limit: int
+) -> list[Unit]:
+    """Units of ``scope``'s subtree (``None``: all) whose name or code holds every word of
+    ``query``, diacritics and case ignored (``ba dinh`` finds «Ba Đình», ``hn.bd`` the code
+    HN.BD): at most ``limit``, the higher levels first. One query on the stored
+    ``search_key`` (a scan of the subtree's rows, no unit loaded that does not match)."""
+    words = fold(query).split()[:8]
+    if not words:
+        return []
+    statement = select(Unit)
+    for word in words:
+        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(col(Unit.search_key).like(pattern, escape="\\"))
+    if scope is not None:
+        low, high = path_range(scope)
+        statement = statement.where(col(Unit.path) >= low, col(Unit.path) < high)
+    statement = statement.order_by(col(Unit.depth), col(Unit.name), col(Unit.id)).limit(limit)
+    return list((await session.exec(statement)).all())

@@ -30,7 +30,7 @@ from handlers.reports import write_workbook
 from handlers.rollup import STATES, compute
 from handlers.units import LEVEL_NAMES, PATH_DIGITS
 from handlers.weblogin import LINK_MINUTES, LOGIN_PATH, login_state, use_login
-from web import audit, invites
+from web import audit, invites, people
 from web.auth import (
     COOKIE,
     IDLE,
@@ -295,7 +295,10 @@ class Console:
             local_now = self.now().astimezone(self.services.settings.zone)
             rollup = await compute(db, unit, local_now.date())
             trail = await self._trail(db, signed_in.identity, unit)
+            query = request.query.get("q", "").strip()[:100]
+            found = await people.search(db, signed_in.identity, query) if query else ([], False)
         children = sorted(rollup.children, key=lambda c: (c.share, c.unit.name))
+        zone = self.services.settings.zone
         return self.page(
             "progress.html",
             signed_in=signed_in,
@@ -308,6 +311,10 @@ class Console:
             states=STATES,
             state_names=STATE_NAMES,
             as_of=vn_datetime(local_now),
+            query=query,
+            found=found[0],
+            more_found=found[1],
+            local=lambda moment: vn_datetime(moment.astimezone(zone)),
         )
 
     async def progress_xlsx(self, request: web.Request) -> web.StreamResponse:
@@ -356,6 +363,7 @@ def register_console(
     router.add_get("/tien-do.xlsx", console.progress_xlsx)
     invites.register(app, console)
     audit.register(app, console)
+    people.register(app, console)
     router.add_static("/static/", HERE / "static")
 
 

@@ -52,7 +52,10 @@ class MessageLog(SQLModel, table=True):
     update finds its row and is not handled twice."""
 
     __tablename__ = "message_log"
-    __table_args__ = (UniqueConstraint("channel", "update_key", name="uq_message_log_update"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "update_key", name="uq_message_log_update"),
+        Index("ix_message_log_user", "channel", "user_id", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
@@ -107,7 +110,9 @@ class Conversation(SQLModel, table=True):
 
 class Unit(SQLModel, table=True):
     """A party unit. ``path`` is the chain of ids from the root, each zero-padded to
-    ``PATH_DIGITS``: the subtree of a unit is the range of paths starting with its own."""
+    ``PATH_DIGITS``: the subtree of a unit is the range of paths starting with its own.
+    ``search_key``: the name and code without diacritics, lower case (``handlers.units.
+    search_key``), for finding units by what is typed; kept by the unit import."""
 
     __tablename__ = "unit"
 
@@ -118,6 +123,7 @@ class Unit(SQLModel, table=True):
     parent_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
     path: str = Field(default="", sa_type=PATH_TYPE, index=True)
     depth: int = 0
+    search_key: str = Field(default="", max_length=400)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -64,8 +64,11 @@ async def test_counts_by_level_and_status(tree: AsyncEngine) -> None:
     assert xa.late == 0 and not item.overdue
     late = next(t for t in after.tasks if t.task.code == TASK)
     assert late.overdue and late.levels["xa"].late == 2
-    late_names = [name for _, name, _ in late.late_units]
+    late_names = [unit.name for unit in late.late_units]
     assert late_names == ["Đảng ủy xã Sóc Sơn", "Đảng ủy phường Cát Hải"]  # tree order
+    # each with its last report: none yet from Sóc Sơn, «stuck» from Cát Hải
+    last = [(unit.status, unit.reported_at is not None) for unit in late.late_units]
+    assert last == [(None, False), ("stuck", True)]
     by_child = {c.unit.code: (c.done, c.applicable) for c in after.children}
     assert by_child["HN"][0] == 1 and by_child["HP"][0] == 0
     assert by_child["HN"][1] > by_child["HN"][0]
