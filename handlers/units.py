@@ -314,11 +314,16 @@ def _row_number(problem: str) -> int:
 
 
 async def _stored_units(session: AsyncSession) -> dict[str, _Stored]:
-    result = await session.exec(select(Unit))
+    # Plain columns, not ORM objects: for a national tree that is ~10x faster.
+    names = await session.exec(select(Unit.id, Unit.code, Unit.name, Unit.level))
+    links = dict(
+        (uid, (parent, path))
+        for uid, parent, path in (await session.exec(select(Unit.id, Unit.parent_id, Unit.path)))
+    )
     return {
-        u.code: _Stored(u.id, u.name, u.level, u.parent_id, u.path)
-        for u in result.all()
-        if u.id is not None
+        code: _Stored(uid, name, level, *links[uid])
+        for uid, code, name, level in names.all()
+        if uid is not None
     }
 
 

@@ -16,6 +16,7 @@ again, with the scope, before anything is written.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
@@ -268,7 +269,7 @@ class UnitPages:
         self, db: AsyncSession, raw: str | None, signed_in: SignedIn, filename: str, data: bytes
     ) -> web.Response:
         try:
-            rows = read_data(data, filename)
+            rows = await asyncio.to_thread(read_data, data, filename)  # XLSX: seconds
         except UnitImportError as rejected:
             problems = rejected.problems
             return self._preview_page(
@@ -308,7 +309,7 @@ class UnitPages:
                 raise self._too_large()
             identity = signed_in.identity
             try:
-                rows = read_data(data, filename)
+                rows = await asyncio.to_thread(read_data, data, filename)  # XLSX: seconds
                 created, updated = await apply_rows(
                     db, rows, self.console.now(), scope=_scope(identity)
                 )

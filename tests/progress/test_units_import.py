@@ -13,13 +13,15 @@ from typer.testing import CliRunner
 from bot.cli import app as cli
 from bot.core import utcnow
 from bot.storage.db import create_engine, make_session_factory
-from bot.storage.models import Unit
+from bot.storage.models import Person, Unit
 from handlers.units import (
     UnitImportError,
     apply_rows,
+    child_counts,
     plan_rows,
     read_data,
     read_rows,
+    subtree_counts,
     unit_by_code,
 )
 from tests.progress.conftest import TREE
@@ -249,3 +251,33 @@ async def test_plan_rows_writes_nothing_and_keeps_a_unit_admin_in_their_subtree(
         await session.commit()
     stored = await units(engine)
     assert stored["HN.NEW"].path.startswith(stored["HN.BD"].path)
+
+
+async def test_child_counts_on_both_databases(db_url: str, tmp_path: Path) -> None:
+    """One level of the tree with its counts (the console's «Đơn vị»), from the paths."""
+    engine = create_engine(db_url)
+    try:
+        await import_file(engine, write(tmp_path, GOOD + "KHAC,Đơn vị gốc khác,trung_uong,\n"))
+        async with make_session_factory(engine)() as session:
+            tw = await unit_by_code(session, "TW")
+            hn = await unit_by_code(session, "HN")
+            assert tw is not None and hn is not None and hn.id is not None
+            session.add(Person(name="Cán bộ", unit_id=hn.id, role="official"))
+            session.add(Person(name="Đã nghỉ", unit_id=hn.id, role="official", active=False))
+            await session.commit()
+            rows, total = await child_counts(session, tw, limit=10)
+            counts = [(r.unit.code, r.children, r.below, r.people) for r in rows]
+            assert (counts, total) == ([("HN", 2, 3, 1), ("HP", 1, 1, 0)], 2)
+            first, total = await child_counts(session, tw, limit=1)
+            assert [r.unit.code for r in first] == ["HN"] and total == 2
+            roots, total = await child_counts(session, None, limit=10)
+            assert [(r.unit.code, r.below, r.people) for r in roots] == [
+                ("TW", 6, 1),
+                ("KHAC", 0, 0),
+            ]
+            assert await subtree_counts(session, hn) == (3, 1)
+            leaf = await unit_by_code(session, "HN.SS")
+            assert leaf is not None
+            assert await child_counts(session, leaf, limit=10) == ([], 0)
+    finally:
+        await engine.dispose()

@@ -126,6 +126,7 @@ async def test_unit_admin_sees_their_subtree_one_level_with_counts(
     assert found.headers["Location"] == f"/don-vi?unit={await unit_id(tree, 'HN.BD.CB1')}"
     missing = await client.get("/don-vi?ma=HN.XX")
     assert missing.status == 404 and "Không tìm thấy đơn vị có mã «HN.XX»" in await missing.text()
+    assert (await client.get("/don-vi?unit=tat-ca")).status == 404  # a root admin's view only
     # Made an official: the console is closed.
     await set_role(tree, "hn-admin", "official")
     assert (await client.get("/don-vi")).status == 403
@@ -142,6 +143,25 @@ async def test_root_admin_sees_the_whole_tree(
     assert row_of(html, "Đảng bộ thành phố Hải Phòng")[3:] == ["1", "1", "0"]
     hp_ch = await unit_id(tree, "HP.CH")
     assert (await client.get(f"/don-vi?unit={hp_ch}")).status == 200
+    assert "Toàn hệ thống" not in html  # one root: nothing above it to show
+
+    # A second root: «Toàn hệ thống» lists both, with their counts.
+    csrf = csrf_of(html)
+    preview = await (
+        await upload(client, csrf, (HEADER + "KHAC,Đơn vị khác,trung_uong,\n").encode())
+    ).text()
+    done = await client.post(
+        "/don-vi/ap-dung",
+        data={"csrf": csrf, "ten": hidden(preview, "ten"), "tep": hidden(preview, "tep")},
+    )
+    assert done.status == 200
+    html = await (await client.get("/don-vi")).text()
+    assert '<a href="/don-vi?unit=tat-ca">Toàn hệ thống</a>' in html
+    everything = await (await client.get("/don-vi?unit=tat-ca")).text()
+    assert "Đơn vị — toàn hệ thống" in everything and "Đơn vị gốc (2)" in everything
+    assert "8 đơn vị · 3 cán bộ đã đăng ký" in everything
+    assert row_of(everything, "Ban Chấp hành Trung ương")[3:] == ["2", "6", "3"]
+    assert row_of(everything, "Đơn vị khác")[3:] == ["0", "0", "0"]
 
 
 async def test_officials_have_no_units_page(client: Client, people: People) -> None:
