@@ -137,24 +137,50 @@ def _number(value: int) -> str:
 @units_app.command("import")
 def units_import(
     file: Annotated[Path, typer.Argument(help="CSV (UTF-8) or XLSX: code,name,level,parent_code")],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Chỉ xem trước, không ghi gì / check and show the plan only."
+        ),
+    ] = False,
 ) -> None:
     """Nhập hoặc cập nhật đơn vị; một dòng sai thì cả tệp bị từ chối (không thay đổi gì).
 
-    Import or update units; any bad row rejects the whole file (nothing changes).
+    Import or update units; any bad row rejects the whole file (nothing changes). The rules
+    are the web console's («Đơn vị»): both use handlers.units.
     """
     from handlers.audit import CLI
-    from handlers.units import UnitImportError, apply_rows, read_rows
+    from handlers.units import (
+        UnitImportError,
+        apply_rows,
+        import_summary,
+        plan_rows,
+        read_data,
+    )
 
     settings = get_settings()
     if not file.is_file():
         fail(f"Không tìm thấy tệp {file}.")
     rejected = f"Tệp {file.name} bị từ chối, chưa thay đổi gì. Sửa các dòng trên rồi nhập lại."
     try:
-        rows = read_rows(file)
+        rows = read_data(file.read_bytes(), file.name)
     except UnitImportError as exc:
         for problem in exc.problems:
             sys.stdout.write(problem + "\n")
         fail(rejected)
+
+    if dry_run:
+        plan = in_session(settings, lambda session: plan_rows(session, rows))
+        for problem in plan.problems:
+            sys.stdout.write(problem + "\n")
+        if plan.problems:
+            fail(rejected)
+        for change in plan.updated:
+            row = change.row
+            sys.stdout.write(f"dòng {row.row}: cập nhật {row.code} ({change.name})\n")
+        summary = import_summary(len(rows), len(plan.created), len(plan.updated), planned=True)
+        say(f"{summary} Chỉ xem trước: chưa ghi gì.")
+        return
 
     async def apply(session: AsyncSession) -> tuple[int, int]:
         return await apply_rows(session, rows, utcnow(), actor=CLI)
@@ -167,11 +193,7 @@ def units_import(
         for problem in exc.problems:
             sys.stdout.write(problem + "\n")
         fail(rejected)
-    unchanged = len(rows) - created - updated
-    say(
-        f"Đã đọc {_number(len(rows))} dòng: thêm mới {_number(created)} đơn vị, "
-        f"cập nhật {_number(updated)}, giữ nguyên {_number(unchanged)}."
-    )
+    say(import_summary(len(rows), created, updated))
 
 
 @units_app.command("list")

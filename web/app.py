@@ -31,6 +31,7 @@ from handlers.rollup import STATES, compute
 from handlers.units import LEVEL_NAMES, PATH_DIGITS
 from handlers.weblogin import LINK_MINUTES, LOGIN_PATH, login_state, use_login
 from web import audit, invites, people
+from web import units as unit_pages
 from web.auth import (
     COOKIE,
     IDLE,
@@ -364,6 +365,7 @@ def register_console(
     invites.register(app, console)
     audit.register(app, console)
     people.register(app, console)
+    unit_pages.register(app, console)
     router.add_static("/static/", HERE / "static")
 
 
