@@ -51,7 +51,7 @@ def groups_of(html: str) -> list[tuple[str, list[str]]]:
     for row in body.split("</tr>")[:-1]:
         question = re.search(r"<strong>(.*?)</strong>", row, re.S)
         assert question is not None, row
-        cells = re.findall(r"<td>(.*?)</td>", row, re.S)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
         found.append((question.group(1), cells[1:]))
     return found
 
