@@ -3,16 +3,21 @@ and delivered by the real sender, the outbox backlog, and what a unit admin may 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from typer.testing import CliRunner
 
+from bot.cli import app as cli
 from bot.core import Button, PermanentFailure
 from bot.settings import load_settings
 from bot.storage.db import make_session_factory
@@ -178,3 +183,34 @@ async def test_no_rounds_yet(client: Client, people: People, clock: Clock) -> No
     assert "Chưa có tin nào trong hàng đợi." in html
     assert "Chưa gửi đợt nào." in html
     assert "Nhắc trước hạn 7 ngày: 08:00 Chủ nhật, 24/8/2025" in html  # from 20/8
+
+
+async def test_the_command_line_reads_the_same_overview(
+    people: People,
+    enrol: Enrol,
+    tree: AsyncEngine,
+    clock: Clock,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    await enrol("HN.SS", "official", user_id="ss")
+    await enrol("HP.CH", "official", user_id="hp")
+    clock.now = at(2025, 8, 28, 8)
+    await fire_round(tree, clock, "before", 3, refuse={"hp"})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    runner = CliRunner()
+    # The command runs its own event loop: in a thread, beside this test's.
+    everything = await asyncio.to_thread(runner.invoke, cli, ["reminders", "status"])
+    assert everything.exit_code == 0, everything.output
+    text = " ".join(everything.stdout.split())
+    assert "Hàng đợi: 0 tin đang chờ gửi; 1 tin không gửi được." in text
+    assert "Mã dai-hoi-thang-8, hạn 31/8/2025." in text
+    assert "Nhắc trước hạn 3 ngày │ 08:00 Thứ Năm, 28/8/2025 │ 2 │ 1 │ 0" in text
+    hanoi = await asyncio.to_thread(runner.invoke, cli, ["reminders", "status", "--unit", "HN"])
+    assert hanoi.exit_code == 0, hanoi.output
+    text = " ".join(hanoi.stdout.split())
+    assert "Số tin tính cho cán bộ thuộc Đảng bộ thành phố Hà Nội (HN)" in text
+    assert "0 tin không gửi được." in text
+    assert "Nhắc trước hạn 3 ngày │ 08:00 Thứ Năm, 28/8/2025 │ 2 │ 0 │ 0" in text
