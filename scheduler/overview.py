@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -57,6 +57,10 @@ KIND_NAMES = {
 }
 FAILED = ("failed", "blocked")
 WAITING = ("pending", "sending")
+# Every status but "sent": the rows still to deliver or that will never be. Read through the
+# index on (status, next_attempt_at), so the unscoped figures cost what is unsent, not the
+# whole outbox's history.
+NOT_SENT = (*WAITING, *FAILED, "cancelled")
 
 
 def vn_moment(value: datetime) -> str:
@@ -126,7 +130,7 @@ class TaskReminders:
 class KindBacklog:
     kind: str
     name: str
-    waiting: Delivery
+    counts: Delivery  # without "sent" (not counted: see NOT_SENT)
     oldest_waiting: datetime | None  # local time of the oldest row still to send
     held: int  # waiting rows whose next attempt is later (quiet hours, retry back-off)
 
@@ -187,26 +191,43 @@ def _parse_key(key: str) -> tuple[str, str, int] | None:
     return code, kind, int(rest)
 
 
+RoundKey = tuple[str, str, int]  # (task code, "before" | "overdue", number)
+
+
 async def _deliveries(
-    session: AsyncSession, code: str, kind: str, number: int, scope: Unit | None
-) -> tuple[Delivery, Delivery]:
-    """(reminders, escalations) of one fired round, by status, in scope."""
-    reminders = f"{reminder_key(code, kind, number)}:"
-    escalations = f"escalation:{code}:{number}:"
+    session: AsyncSession, scope: Unit | None, statuses: tuple[str, ...] | None = None
+) -> tuple[dict[RoundKey, Delivery], dict[RoundKey, Delivery]]:
+    """(reminders, escalations) of every fired round, by status, in scope: one scan.
+
+    A round's rows share their idempotency key up to the recipient, which ends every key
+    (``…:<channel>:<chat_id>``, both columns of the row): cutting them off leaves
+    ``reminder:<task>:<kind>:<number>`` or ``escalation:<task>:<number>:<managing unit>``,
+    grouped by the database, so the page reads a few rows per round, not one per push.
+    ``statuses``: only rows of those."""
     key = col(OutboxMessage.idempotency_key)
-    keys = [key.startswith(reminders, autoescape=True)]
-    if kind == "overdue":
-        keys.append(key.startswith(escalations, autoescape=True))
+    cut = func.length(key) - func.length(col(OutboxMessage.channel))
+    prefix = func.substr(key, 1, cut - func.length(col(OutboxMessage.chat_id)) - 2)
     statement: Any = (
-        select(col(OutboxMessage.kind), col(OutboxMessage.status), func.count())
+        select(col(OutboxMessage.kind), col(OutboxMessage.status), prefix, func.count())
         .select_from(OutboxMessage)
-        .where(col(OutboxMessage.kind).in_(("reminder", "escalation")), or_(*keys))
-        .group_by(col(OutboxMessage.kind), col(OutboxMessage.status))
+        .where(col(OutboxMessage.kind).in_(("reminder", "escalation")))
+        .group_by(col(OutboxMessage.kind), col(OutboxMessage.status), prefix)
     )
-    found = {"reminder": Delivery(), "escalation": Delivery()}
-    for row_kind, status, count in (await session.exec(_scoped(statement, scope))).all():
-        found[row_kind].add(status, int(count))
-    return found["reminder"], found["escalation"]
+    if statuses is not None:
+        statement = statement.where(col(OutboxMessage.status).in_(statuses))
+    reminders: dict[RoundKey, Delivery] = defaultdict(Delivery)
+    escalations: dict[RoundKey, Delivery] = defaultdict(Delivery)
+    for kind, status, round_, count in (await session.exec(_scoped(statement, scope))).all():
+        if kind == "reminder":
+            parsed = _parse_key(round_)
+            if parsed is not None:
+                reminders[parsed].add(status, int(count))
+            continue
+        head, _, _unit = round_.rpartition(":")  # escalation:<task>:<number>
+        code, _, number = head.removeprefix("escalation:").rpartition(":")
+        if head.startswith("escalation:") and number.isdigit():
+            escalations[(code, "overdue", int(number))].add(status, int(count))
+    return reminders, escalations
 
 
 def _next_rounds(
@@ -243,6 +264,7 @@ async def _backlog(session: AsyncSession, scope: Unit | None, now: datetime, zon
             func.min(col(OutboxMessage.created_at)),
         )
         .select_from(OutboxMessage)
+        .where(col(OutboxMessage.status).in_(NOT_SENT))
         .group_by(col(OutboxMessage.kind), col(OutboxMessage.status))
     )
     by_kind: dict[str, KindBacklog] = {}
@@ -250,7 +272,7 @@ async def _backlog(session: AsyncSession, scope: Unit | None, now: datetime, zon
         item = by_kind.setdefault(
             kind, KindBacklog(kind, KIND_NAMES.get(kind, kind), Delivery(), None, 0)
         )
-        item.waiting.add(status, int(count))
+        item.counts.add(status, int(count))
         if status in WAITING and oldest is not None:
             local = _aware(oldest).astimezone(zone)
             if item.oldest_waiting is None or local < item.oldest_waiting:
@@ -295,10 +317,10 @@ async def _backlog(session: AsyncSession, scope: Unit | None, now: datetime, zon
     oldest = [k.oldest_waiting for k in kinds if k.oldest_waiting is not None]
     return Backlog(
         kinds=kinds,
-        waiting=sum(k.waiting.waiting for k in kinds),
+        waiting=sum(k.counts.waiting for k in kinds),
         held=sum(k.held for k in kinds),
         oldest_waiting=min(oldest) if oldest else None,
-        failed=sum(k.waiting.failed for k in kinds),
+        failed=sum(k.counts.failed for k in kinds),
         recent_failures=failures,
     )
 
@@ -328,13 +350,23 @@ async def reminder_overview(
             code, kind, number = parsed
             runs[code].append((run, kind, number))
     zone = policy.zone
+    # Without a scope, only the unsent rows are counted (an index range); a round's sent
+    # pushes are then what it planned (``ReminderRun``, written in the transaction that
+    # queued them; outbox rows are never deleted) less those. A subtree's are counted.
+    statuses = NOT_SENT if scope is None else None
+    reminders, escalations = await _deliveries(session, scope, statuses)
     items = []
     for task in tasks:
         fired_runs = runs.get(task.code, [])
         upcoming, missed = _next_rounds(task, policy, now, {run.key for run, _, _ in fired_runs})
         fired = []
         for run, kind, number in fired_runs[:FIRED_SHOWN]:
-            reminders, escalations = await _deliveries(session, task.code, kind, number, scope)
+            round_ = (task.code, kind, number)
+            pushed = reminders.get(round_, Delivery())
+            escalated = escalations.get(round_, Delivery())
+            if scope is None:
+                pushed.sent = max(0, run.reminders - pushed.total)
+                escalated.sent = max(0, run.escalations - escalated.total)
             fired.append(
                 FiredRound(
                     label=round_label(kind, number),
@@ -342,8 +374,8 @@ async def reminder_overview(
                     fired_at=_aware(run.fired_at).astimezone(zone),
                     planned=run.reminders,
                     planned_escalations=run.escalations,
-                    reminders=reminders,
-                    escalations=escalations,
+                    reminders=pushed,
+                    escalations=escalated,
                 )
             )
         items.append(
