@@ -47,6 +47,7 @@ from knowledge import Knowledge
 from knowledge.normalize import words
 
 __all__ = [
+    "COMPARED",
     "PERIODS",
     "QuestionGroup",
     "Unanswered",
@@ -62,6 +63,10 @@ SIMILARITY = 85  # token_set_ratio at or above which two questions are one group
 # "đại hội xã khi nào"): the shorter must also have this share of the longer's words.
 SIZE_RATIO = 0.6
 ROWS_READ = 20_000  # the most recent unanswered questions read for one listing
+# Wordings compared by similarity, the most asked first (each with every group formed before
+# it: about 1.5 µs a pair, so 1,000 wordings take under a second). Rarer wordings beyond
+# this join a group only with the same folded words.
+COMPARED = 1_000
 VARIANTS_SHOWN = 5
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NUMBERED = re.compile(r"^\s*(\d+)\.\s+(.+?)\s*$")
@@ -90,6 +95,7 @@ class QuestionGroup:
     wordings: Counter[str] = field(default_factory=Counter)  # original text -> times
     suggestions: Counter[str] = field(default_factory=Counter)  # title -> times offered
     vague: int = 0
+    compared: bool = True  # False: beyond COMPARED, not compared with the other groups
 
     @property
     def variants(self) -> list[str]:
@@ -223,7 +229,8 @@ def group_questions(questions: Iterable[Unanswered]) -> list[QuestionGroup]:
 
     The same folded words are one wording; wordings are then taken from the most asked down
     and each joins the most similar group already formed (``token_set_ratio`` at least
-    ``SIMILARITY``, words of comparable number), or starts one."""
+    ``SIMILARITY``, words of comparable number), or starts one. Only the first ``COMPARED``
+    wordings are compared; the rest are groups of their own (``compared`` false)."""
     by_key: dict[str, list[Unanswered]] = {}
     for question in questions:
         key = question_key(question.text)
@@ -234,16 +241,18 @@ def group_questions(questions: Iterable[Unanswered]) -> list[QuestionGroup]:
     )
     groups: list[QuestionGroup] = []
     heads: list[str] = []
-    for key in ordered:
+    for number, key in enumerate(ordered):
         target = None
-        for head, _score, index in process.extract(
-            key, heads, scorer=fuzz.token_set_ratio, score_cutoff=SIMILARITY, limit=5
-        ):
-            if _close(key, head):
-                target = groups[index]
-                break
+        compared = number < COMPARED
+        if compared:
+            for head, _score, index in process.extract(
+                key, heads, scorer=fuzz.token_set_ratio, score_cutoff=SIMILARITY, limit=5
+            ):
+                if _close(key, head):
+                    target = groups[index]
+                    break
         if target is None:
-            target = QuestionGroup(key=key, text=by_key[key][0].text)
+            target = QuestionGroup(key=key, text=by_key[key][0].text, compared=compared)
             groups.append(target)
             heads.append(key)
         for question in by_key[key]:

@@ -17,8 +17,14 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font
 
 from bot.storage.models import Unit
+from handlers import questions as rules
 from handlers.formatting import vn_datetime
-from handlers.questions import PERIODS, QuestionGroup, group_questions, unanswered_questions
+from handlers.questions import (
+    PERIODS,
+    QuestionGroup,
+    group_questions,
+    unanswered_questions,
+)
 from web.auth import COOKIE, SECURITY_HEADERS, SignedIn
 
 if TYPE_CHECKING:
@@ -92,6 +98,8 @@ class QuestionPages:
             groups=groups[:SHOWN],
             more=max(0, len(groups) - SHOWN),
             asked=sum(g.count for g in groups),
+            uncompared=sum(1 for g in groups if not g.compared),
+            compared_limit=rules.COMPARED,
             when=self._when,
         )
 

@@ -9,6 +9,7 @@ import io
 import itertools
 import re
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openpyxl import load_workbook
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.app import App
 from bot.core import IncomingMessage
 from bot.render import plain_text
+from handlers import questions
 from tests.conftest import Chat, Clock
 from tests.progress.conftest import Enrol
 from tests.web.conftest import People, set_role
@@ -154,3 +156,22 @@ async def test_downloads(
     read = list(csv.reader(io.StringIO(text)))
     assert read[0][0] == "Câu hỏi" and len(read) == 4  # the header and 3 groups
     assert read[1][:3] == ["Công thức làm bánh chưng", "3", "3"]
+
+
+async def test_only_the_most_asked_wordings_are_compared(
+    client: Client,
+    people: People,
+    enrol: Enrol,
+    console_app: App,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await ask_around(people, enrol, console_app, clock)
+    monkeypatch.setattr(questions, "COMPARED", 2)  # bánh chưng (2 alike) and 185 (2)
+    assert (await sign_in(client, await get_link(people.admin))).status == 303
+    html = await (await client.get("/cau-hoi")).text()
+    groups = dict(groups_of(html))
+    # The Tết wording is asked once: beyond the first two, it is no longer compared.
+    assert groups["Công thức làm bánh chưng"][:2] == ["2", "2"]
+    assert groups["Công thức làm bánh chưng ngày Tết"][:2] == ["1", "1"]
+    assert "chỉ 2 cách hỏi nhiều nhất được so sánh để gộp nhóm; 3 câu hỏi ít gặp hơn" in html
