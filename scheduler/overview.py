@@ -176,19 +176,13 @@ def _scoped(statement: Any, scope: Unit | None) -> Any:
 
 def _parse_key(key: str) -> tuple[str, str, int] | None:
     """``reminder:<task>:<kind>:<number>`` -> (task, kind, number)."""
-    task, _, rest = key.removeprefix(REMINDER_PREFIX).rpartition(":")
-    code, _, kind = task.rpartition(":")
-    if (
-        not key.startswith(REMINDER_PREFIX)
-        or not rest.isdigit()
-        or kind
-        not in (
-            "before",
-            "overdue",
-        )
-    ):
+    if not key.startswith(REMINDER_PREFIX):
         return None
-    return code, kind, int(rest)
+    head, _, number = key.removeprefix(REMINDER_PREFIX).rpartition(":")
+    code, _, kind = head.rpartition(":")
+    if not number.isdigit() or kind not in ("before", "overdue"):
+        return None
+    return code, kind, int(number)
 
 
 RoundKey = tuple[str, str, int]  # (task code, "before" | "overdue", number)
