@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -205,57 +204,54 @@ def kb_build() -> None:
 
 @kb_app.command("unanswered")
 def kb_unanswered(
-    limit: Annotated[int, typer.Option(help="How many questions to list.")] = 20,
-    days: Annotated[int, typer.Option(help="Look back this many days.")] = 30,
+    limit: Annotated[int, typer.Option(help="Số nhóm câu hỏi / how many groups to list.")] = 20,
+    days: Annotated[int, typer.Option(help="Số ngày gần đây / look back this many days.")] = 30,
 ) -> None:
-    """The most frequent questions the knowledge base could not answer."""
-    from sqlmodel import select
+    """Câu hỏi chưa trả lời được, gộp các câu gần giống nhau (như trang «Câu hỏi chưa trả lời»).
 
+    The most frequent questions the knowledge base could not answer, near-duplicates grouped
+    (the web console's «Câu hỏi chưa trả lời»).
+    """
     from bot.core import utcnow
     from bot.storage.db import create_engine, make_session_factory
-    from bot.storage.models import MessageLog
-    from knowledge.normalize import fold
+    from handlers.formatting import vn_datetime, vn_number
+    from handlers.questions import Unanswered, group_questions, unanswered_questions
 
     settings = get_settings()
 
-    async def fetch() -> list[tuple[str, object]]:
+    async def fetch() -> list[Unanswered]:
         engine = create_engine(settings.database_url)
         try:
             async with make_session_factory(engine)() as session:
                 since = utcnow() - timedelta(days=days)
-                rows = await session.exec(
-                    select(MessageLog.text, MessageLog.created_at).where(
-                        MessageLog.route == "qa",
-                        MessageLog.matched == False,  # noqa: E712 - SQL expression
-                        MessageLog.created_at >= since,
-                    )
-                )
-                return [(t or "", c) for t, c in rows.all()]
+                return await unanswered_questions(session, since=since)
         finally:
             await engine.dispose()
 
-    rows = run_db(fetch())
-    counts: Counter[str] = Counter()
-    latest: dict[str, tuple[object, str]] = {}
-    for text, created in rows:
-        key = " ".join(fold(text).split())
-        if not key:
-            continue
-        counts[key] += 1
-        if key not in latest or str(created) > str(latest[key][0]):
-            latest[key] = (created, text.strip())
-    if not counts:
-        out.print(f"No unanswered questions in the last {days} days.", markup=False)
+    groups = group_questions(run_db(fetch()))
+    if not groups:
+        out.print(f"Không có câu hỏi nào chưa trả lời trong {days} ngày qua.", markup=False)
         return
-    table = Table(title=f"Unanswered questions, last {days} days")
-    table.add_column("Times", justify="right")
-    table.add_column("Question (latest wording)")
-    table.add_column("Last asked")
-    for key, count in counts.most_common(limit):
-        created, text = latest[key]
-        when = created.astimezone(settings.zone) if isinstance(created, datetime) else created
-        table.add_row(str(count), text[:200], str(when)[:16])
+    table = Table(title=f"Câu hỏi chưa trả lời, {days} ngày qua")
+    table.add_column("Số lần", justify="right")
+    table.add_column("Câu hỏi (cách hỏi nhiều nhất)")
+    table.add_column("Lần hỏi gần nhất")
+    table.add_column("Gợi ý đã đưa ra")
+    for group in groups[:limit]:
+        assert group.last_asked is not None
+        text = group.text[:200]
+        if group.variants:
+            text += f" (và {vn_number(len(group.wordings) - 1)} cách hỏi khác)"
+        offered = "; ".join(f"{title} ({times})" for title, times in group.offered[:3])
+        table.add_row(
+            vn_number(group.count),
+            text,
+            vn_datetime(group.last_asked.astimezone(settings.zone)),
+            offered or "—",
+        )
     out.print(table)
+    asked = sum(group.count for group in groups)
+    out.print(f"{vn_number(asked)} lượt hỏi, {vn_number(len(groups))} nhóm câu hỏi.", markup=False)
 
 
 # --------------------------------------------------------------------------- db

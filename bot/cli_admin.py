@@ -43,6 +43,9 @@ people_app = typer.Typer(help="Người dùng — enrolled officials.", no_args_
 tasks_app = typer.Typer(help="Nhiệm vụ — tasks with deadlines.", no_args_is_help=True)
 broadcast_app = typer.Typer(help="Thông báo — announcements to officials.", no_args_is_help=True)
 web_app = typer.Typer(help="Trang quản trị — the web console.", no_args_is_help=True)
+reminders_app = typer.Typer(
+    help="Nhắc việc — reminder rounds and the outbox.", no_args_is_help=True
+)
 
 GETME_TIMEOUT = 3.0  # seconds: the invitation is printed even when Telegram does not answer
 BROADCAST_STATES = {"sending": "đang gửi", "done": "đã gửi xong", "cancelled": "đã dừng"}
@@ -55,6 +58,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tasks_app, name="tasks")
     app.add_typer(broadcast_app, name="broadcast")
     app.add_typer(web_app, name="web")
+    app.add_typer(reminders_app, name="reminders")
     app.command("report")(report)
 
 
@@ -1058,3 +1062,93 @@ def broadcast_cancel(
     else:
         say(f"Đã dừng thông báo #{broadcast_id}: hủy {_number(stopped)} tin đang chờ gửi.")
     _print_status(broadcast_id, settings)
+
+
+# --------------------------------------------------------------------------- reminders
+
+
+@reminders_app.command("status")
+def reminders_status(
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            "--unit",
+            help="Chỉ tính tin gửi cho cán bộ thuộc đơn vị này / count only pushes to this "
+            "unit's subtree.",
+        ),
+    ] = None,
+) -> None:
+    """Đợt nhắc sắp tới, đợt đã gửi và hàng đợi gửi tin (như trang «Nhắc việc»).
+
+    The next reminder rounds, the rounds fired and the outbox backlog (the web console's
+    «Nhắc việc»).
+    """
+    from handlers.formatting import vn_date
+    from handlers.units import require_unit
+    from scheduler.overview import ReminderOverview, age_text, reminder_overview, vn_moment
+    from scheduler.policy import PushPolicy
+
+    settings = get_settings()
+    policy = PushPolicy.from_settings(settings)
+
+    async def fetch(session: AsyncSession) -> ReminderOverview:
+        scope = await require_unit(session, unit) if unit else None
+        return await reminder_overview(session, policy=policy, now=utcnow(), scope=scope)
+
+    overview = in_session(settings, fetch)
+    backlog = overview.backlog
+    if overview.scope is not None:
+        say(
+            f"Số tin tính cho cán bộ thuộc {overview.scope.name} ({overview.scope.code}) và các "
+            "đơn vị trực thuộc."
+        )
+    oldest = (
+        f", tin chờ lâu nhất {age_text(backlog.oldest_waiting, overview.now)}"
+        if backlog.oldest_waiting is not None
+        else ""
+    )
+    held = f" ({_number(backlog.held)} tin hẹn gửi sau)" if backlog.held else ""
+    say(
+        f"Hàng đợi: {_number(backlog.waiting)} tin đang chờ gửi{held}{oldest}; "
+        f"{_number(backlog.failed)} tin không gửi được."
+    )
+    for failure in backlog.recent_failures[:3]:
+        say(f"  Lỗi {vn_moment(failure.at)} · {failure.kind}: {failure.error}")
+    if not overview.tasks:
+        say("Chưa có nhiệm vụ nào đang theo dõi.")
+        return
+    for item in overview.tasks:
+        out.print()
+        out.print(cell(f"{item.task.title}"), style="bold")
+        say(f"Mã {item.task.code}, hạn {vn_date(item.task.due)}.")
+        if item.next_rounds:
+            for next_round in item.next_rounds:
+                later = (
+                    f" (trùng giờ nghỉ, gửi lúc {vn_moment(next_round.deferred_to)})"
+                    if next_round.deferred_to is not None
+                    else ""
+                )
+                late = " — đã đến giờ nhưng chưa chạy" if next_round.late else ""
+                say(f"  Sắp tới: {next_round.label}, {vn_moment(next_round.at)}{later}{late}")
+        else:
+            say("  Không còn đợt nhắc nào.")
+        if item.missed:
+            say(f"  {item.missed} đợt đã qua khi trợ lý chưa chạy nên được bỏ qua.")
+        if not item.fired:
+            say("  Chưa gửi đợt nào.")
+            continue
+        table = Table(show_edge=False)
+        table.add_column("Đợt đã gửi", no_wrap=True)
+        table.add_column("Lúc", no_wrap=True)
+        table.add_column("Đã gửi", justify="right")
+        table.add_column("Không gửi được", justify="right")
+        table.add_column("Đang chờ", justify="right")
+        for fired in item.fired:
+            table.add_row(
+                fired.label,
+                vn_moment(fired.fired_at),
+                _number(fired.reminders.sent),
+                _number(fired.reminders.failed),
+                _number(fired.reminders.waiting),
+            )
+        out.print(table)

@@ -173,15 +173,23 @@ def test_kb_check_reports_file_and_line(tmp_path: Path) -> None:
 def test_db_upgrade_and_unanswered(isolated_env: Path) -> None:
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     assert "up to date" in runner.invoke(app, ["db", "current"]).stdout
-    asked = "Công thức làm bánh chưng\ncông thức làm BÁNH CHƯNG\nai ky kl 185\ngiá vàng hôm nay\n"
+    empty = runner.invoke(app, ["kb", "unanswered", "--days", "7"])
+    assert "Không có câu hỏi nào chưa trả lời trong 7 ngày qua." in empty.stdout
+    asked = (
+        "Công thức làm bánh chưng\ncông thức làm BÁNH CHƯNG\ncong thuc lam banh chung?\n"
+        "ai ky kl 185\ngiá vàng hôm nay\n"
+    )
     result = runner.invoke(app, ["chat"], input=asked)
     assert result.exit_code == 0, result.output
     table = runner.invoke(app, ["kb", "unanswered"])
     assert table.exit_code == 0
+    assert "Câu hỏi chưa trả lời, 30 ngày qua" in table.stdout
     rows = [line for line in table.stdout.splitlines() if "│" in line]
-    assert "2" in rows[0] and "bánh chưng" in rows[0].lower()  # most frequent first
+    # The same words with and without accents are one group, most frequent first.
+    assert "3" in rows[0] and "bánh chưng" in rows[0].lower()  # a wording with accents
     assert "giá vàng" in table.stdout
     assert "ai ky kl 185" not in table.stdout  # that one was answered
+    assert "4 lượt hỏi, 2 nhóm câu hỏi." in table.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uvloop is not installed on Windows")
