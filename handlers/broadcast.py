@@ -50,6 +50,7 @@ __all__ = [
     "FLOW",
     "MAX_TEXT",
     "PREFIX",
+    "STATUS_NAMES",
     "Audience",
     "AudienceError",
     "Preview",
@@ -57,6 +58,7 @@ __all__ = [
     "count_by_channel",
     "create_broadcast",
     "describe",
+    "describe_spec",
     "expired_notice",
     "first_pending_at",
     "late_tasks",
@@ -346,6 +348,8 @@ async def send_once(
     if earlier is not None:
         return earlier, False
     targets, _ = await recipients(session, audience, scope=_scope(identity), today=today)
+    if not targets:
+        raise AudienceError("Không có ai để gửi. Đồng chí chọn đối tượng khác.")
     start_at = now if urgent or next_allowed is None else next_allowed(now)
     broadcast = await create_broadcast(
         session,
@@ -358,6 +362,18 @@ async def send_once(
         sender=sender_of(identity),
     )
     return broadcast, True
+
+
+STATUS_NAMES = {"sending": "đang gửi", "done": "đã gửi xong", "cancelled": "đã dừng"}
+
+
+async def describe_spec(session: AsyncSession, spec: str) -> str:
+    """A stored audience (``unit:HN``) as the admin chose it, in words."""
+    try:
+        audience = parse_audience(spec)
+    except AudienceError:
+        return spec
+    return describe(audience, await _names(session, audience))
 
 
 def may_manage(identity: Identity, broadcast: Broadcast) -> bool:

@@ -30,7 +30,7 @@ from handlers.reports import write_workbook
 from handlers.rollup import STATES, compute
 from handlers.units import LEVEL_NAMES, PATH_DIGITS
 from handlers.weblogin import LINK_MINUTES, LOGIN_PATH, login_state, use_login
-from web import invites
+from web import broadcasts, invites
 from web.auth import (
     COOKIE,
     IDLE,
@@ -355,6 +355,7 @@ def register_console(
     router.add_get("/tien-do", console.progress)
     router.add_get("/tien-do.xlsx", console.progress_xlsx)
     invites.register(app, console)
+    broadcasts.register(app, console)
     router.add_static("/static/", HERE / "static")
 
 
