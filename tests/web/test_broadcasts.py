@@ -4,6 +4,7 @@ real outbox sender through the real aiogram client to the fake Bot API server.""
 
 from __future__ import annotations
 
+import asyncio
 import html as htmllib
 import re
 from collections import Counter
@@ -18,10 +19,13 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
+from sqlmodel import col, select, text
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.db import make_session_factory
-from bot.storage.models import Broadcast, OutboxMessage
+from bot.storage.db import create_engine, make_session_factory
+from bot.storage.models import Broadcast, OutboxMessage, Person, PersonChannel, Unit
+from handlers.broadcast import Audience, send_once
+from handlers.people import Identity
 from scheduler.transports import TelegramTransport
 from tests.conftest import Chat, Clock
 from tests.fakes.botapi_server import FakeBotAPI
@@ -352,3 +356,63 @@ async def test_static_script_is_served(client: Client) -> None:
     assert script.status == 200
     body = await script.text()
     assert "data-progress-url" in body and "location.reload" in body
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_two_confirmations_at_the_same_moment_make_one_broadcast(db_url: str) -> None:
+    """The second submission waits on the author's row until the first commits, then finds
+    the broadcast it made (PostgreSQL, where the console runs on several workers)."""
+    engine = create_engine(db_url)
+    sessions = make_session_factory(engine)
+    now = datetime(2025, 8, 20, 3, tzinfo=UTC)
+    async with sessions() as session:
+        unit = Unit(code="TW", name="Ban Chấp hành Trung ương", level="trung_uong")
+        session.add(unit)
+        await session.flush()
+        assert unit.id is not None
+        admin = Person(name="Nguyễn Văn An", unit_id=unit.id, role="admin")
+        reader = Person(name="Trần Thị Bình", unit_id=unit.id, role="official")
+        session.add_all([admin, reader])
+        await session.flush()
+        assert reader.id is not None
+        session.add(
+            PersonChannel(person_id=reader.id, channel="telegram", user_id="b", chat_id="b")
+        )
+        await session.commit()
+        identity = Identity(admin, unit)
+
+    async def confirm(session: AsyncSession) -> tuple[Broadcast, bool]:
+        return await send_once(
+            session,
+            identity=identity,
+            text="Họp giao ban lúc 14:00.",
+            audience=Audience("all"),
+            previewed_at=now,
+            today=now,
+            now=now,
+            next_allowed=None,
+        )
+
+    async def waiting_on_a_lock(session: AsyncSession) -> bool:
+        found = await session.exec(
+            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        )
+        return bool(found.one()[0])
+
+    try:
+        async with sessions() as first, sessions() as second, sessions() as watcher:
+            made, created = await confirm(first)  # not committed yet
+            assert created
+            racing = asyncio.create_task(confirm(second))
+            for _ in range(500):  # until the second is blocked on the lock (or has finished)
+                if racing.done() or await waiting_on_a_lock(watcher):
+                    break
+                await asyncio.sleep(0.01)
+            assert not racing.done()
+            await first.commit()
+            found, created_again = await racing
+            await second.commit()
+        assert (found.id, created_again) == (made.id, False)
+        assert [b.id for b in await broadcasts(engine)] == [made.id]
+    finally:
+        await engine.dispose()
