@@ -839,16 +839,15 @@ def broadcast_send(
     from handlers.audit import CLI
     from handlers.broadcast import (
         DEFAULT_SENDER,
-        Audience,
         AudienceError,
+        Preview,
         count_by_channel,
         create_broadcast,
         parse_audience,
+        preview_broadcast,
         recipients,
-        with_header,
     )
     from handlers.formatting import vn_datetime
-    from handlers.units import unit_by_code
     from scheduler.policy import PushPolicy
 
     settings = get_settings()
@@ -861,25 +860,31 @@ def broadcast_send(
     now = utcnow()
     today = now.astimezone(settings.zone)
 
-    async def preview(session: AsyncSession) -> tuple[Audience, int, str, int]:
-        chosen = audience
-        if chosen.kind == "unit":  # unit codes are matched ignoring case
-            found = await unit_by_code(session, chosen.value)
-            if found is not None:
-                chosen = Audience("unit", found.code)
+    sender = " ".join(sender.split()) or DEFAULT_SENDER
+
+    async def preview(session: AsyncSession) -> Preview:
         try:
-            targets, unreachable = await recipients(session, chosen, scope=None, today=today)
+            return await preview_broadcast(
+                session,
+                audience,
+                text=text,
+                sender=sender,
+                scope=None,
+                today=today,
+                now=now,
+                next_allowed=None if urgent else policy.next_allowed,
+            )
         except AudienceError as exc:
             fail(str(exc))
-        return chosen, len(targets), count_by_channel(targets), unreachable
 
-    audience, count, per_channel, unreachable = in_session(settings, preview)
+    seen = in_session(settings, preview)
+    audience, count = seen.audience, seen.count
+    per_channel = count_by_channel(seen.targets)
     say(f"Người nhận ({audience.spec}): {_number(count)} người ({per_channel or 'không có ai'}).")
-    if unreachable:
-        say(f"Ngoài ra {_number(unreachable)} người đã chặn trợ lý nên sẽ không nhận được.")
-    sender = " ".join(sender.split()) or DEFAULT_SENDER
-    say(f"Người nhận sẽ thấy:\n———\n{with_header(text, sender)}\n———")
-    start_at = now if urgent else policy.next_allowed(now)
+    if seen.unreachable:
+        say(f"Ngoài ra {_number(seen.unreachable)} người đã chặn trợ lý nên sẽ không nhận được.")
+    say(f"Người nhận sẽ thấy:\n———\n{seen.message}\n———")
+    start_at = seen.start_at
     if start_at > now:
         say(
             f"Đang trong giờ yên lặng: thông báo sẽ bắt đầu được gửi lúc "
@@ -1051,7 +1056,8 @@ def broadcast_cancel(
         if broadcast is None:
             return None
         before = broadcast.status
-        return before, await stop_broadcast(session, broadcast, now=utcnow(), actor=CLI)
+        stopped, _ = await stop_broadcast(session, broadcast, now=utcnow(), actor=CLI)
+        return before, stopped
 
     result = in_session(settings, cancel, commit=True)
     if result is None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import and_, distinct, func, or_
@@ -20,7 +21,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import Button, IncomingMessage, Reply
 from bot.render import fit_label
-from bot.storage.models import Broadcast, Person, PersonChannel, ProgressStatus, Task, Unit
+from bot.storage.models import (
+    Broadcast,
+    OutboxMessage,
+    Person,
+    PersonChannel,
+    ProgressStatus,
+    Task,
+    Unit,
+)
 from handlers.audit import Actor, record
 from handlers.context import Context, UserError
 from handlers.formatting import channel_name, vn_date, vn_datetime, vn_number
@@ -29,23 +38,43 @@ from handlers.tasks import applicable_tasks
 from handlers.units import LEVEL_NAMES, path_range, require_unit, unit_by_code, unit_code_argument
 from knowledge import LEVELS
 from scheduler.broadcasts import PROGRESS_MIN_TOTAL, final_report
-from scheduler.outbox import Push, broadcast_status, cancel_broadcast, enqueue_many
+from scheduler.outbox import (
+    BroadcastStatus,
+    Push,
+    broadcast_status,
+    cancel_broadcast,
+    enqueue_many,
+)
 
 __all__ = [
     "DEFAULT_SENDER",
     "FLOW",
     "MAX_TEXT",
     "PREFIX",
+    "STATUS_NAMES",
     "Audience",
     "AudienceError",
+    "Preview",
+    "channel_counts",
+    "count_by_channel",
     "create_broadcast",
     "describe",
+    "describe_spec",
     "expired_notice",
+    "first_pending_at",
+    "late_tasks",
+    "level_counts",
+    "list_broadcasts",
+    "may_manage",
     "on_button",
     "on_text",
     "parse_audience",
+    "preview_broadcast",
     "recipients",
+    "send_once",
+    "sender_of",
     "start",
+    "status_counts",
     "stop_broadcast",
     "stop_command",
     "with_header",
@@ -217,18 +246,6 @@ async def create_broadcast(
     return broadcast
 
 
-async def stop_broadcast(
-    session: AsyncSession, broadcast: Broadcast, *, now: datetime, actor: Actor | None = None
-) -> int:
-    """Cancel a broadcast still sending (what has not gone out is dropped; returned: how many
-    messages). With ``actor``, a stop is written to the audit log (a finished one is not)."""
-    sending = broadcast.status == "sending"
-    stopped = await cancel_broadcast(session, broadcast.id or 0, now=now)
-    if actor is not None and sending:
-        await _audit(session, broadcast, actor, "broadcast.cancel", now=now, stopped=stopped)
-    return stopped
-
-
 async def _audit(
     session: AsyncSession,
     broadcast: Broadcast,
@@ -259,10 +276,200 @@ async def _audit(
 
 
 def count_by_channel(targets: list[Target]) -> str:
-    counts = Counter(t.channel for t in targets)
     return ", ".join(
-        f"{channel_name(channel)}: {vn_number(n)}" for channel, n in sorted(counts.items())
+        f"{channel_name(channel)}: {vn_number(n)}" for channel, n in channel_counts(targets).items()
     )
+
+
+def channel_counts(targets: list[Target]) -> dict[str, int]:
+    """People per channel (each person counted once, on the channel they will get it on)."""
+    return dict(sorted(Counter(t.channel for t in targets).items()))
+
+
+# --------------------------------------------------------------------------- shared steps
+# The chat flow below, `troly broadcast send` and the web console's «Thông báo» page all
+# preview, send, follow and stop broadcasts through these functions.
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What confirming would do: who (per channel), from when, and the text they will see."""
+
+    audience: Audience
+    who: str  # «cán bộ các đơn vị cấp xã», …
+    targets: list[Target]
+    unreachable: int  # blocked the assistant everywhere: counted, not sent to
+    start_at: datetime  # UTC: now, or the end of quiet hours / a day off
+    now: datetime
+    message: str  # the text as recipients get it, header first
+
+    @property
+    def count(self) -> int:
+        return len(self.targets)
+
+    @property
+    def channels(self) -> dict[str, int]:
+        return channel_counts(self.targets)
+
+    @property
+    def held(self) -> bool:
+        """Outside the hours pushes may go out: delivery starts at ``start_at``."""
+        return self.start_at > self.now
+
+
+async def preview_broadcast(
+    session: AsyncSession,
+    audience: Audience,
+    *,
+    text: str,
+    sender: str,
+    scope: Unit | None,
+    today: datetime,
+    now: datetime,
+    next_allowed: Callable[[datetime], datetime] | None,
+) -> Preview:
+    """The recipients of ``audience`` within ``scope`` and when delivery would start
+    (``next_allowed``: the push policy's quiet hours; None: at once). Creates nothing;
+    raises :class:`AudienceError` for an audience that cannot be used."""
+    if audience.kind == "unit":  # unit codes are matched ignoring case
+        found = await unit_by_code(session, audience.value)
+        if found is not None:
+            audience = Audience("unit", found.code)
+    targets, unreachable = await recipients(session, audience, scope=scope, today=today)
+    return Preview(
+        audience=audience,
+        who=describe(audience, await _names(session, audience)),
+        targets=targets,
+        unreachable=unreachable,
+        start_at=next_allowed(now) if next_allowed is not None else now,
+        now=now,
+        message=with_header(text, sender),
+    )
+
+
+async def send_once(
+    session: AsyncSession,
+    *,
+    identity: Identity,
+    text: str,
+    audience: Audience,
+    previewed_at: datetime,
+    today: datetime,
+    now: datetime,
+    next_allowed: Callable[[datetime], datetime] | None,
+    urgent: bool = False,
+    actor: Actor | None = None,
+) -> tuple[Broadcast, bool]:
+    """Create the broadcast confirmed after a preview made at ``previewed_at``, once: the
+    same confirmation sent again (a double click, a reload of the form's answer) finds the
+    broadcast it created — same author, text and audience, created since that preview — and
+    returns it with ``False``. The author's row is locked meanwhile (PostgreSQL), so two
+    submissions at the same moment are taken one after the other."""
+    assert identity.person.id is not None
+    await session.exec(select(Person.id).where(Person.id == identity.person.id).with_for_update())
+    created_by = f"person:{identity.person.id}"
+    earlier = (
+        await session.exec(
+            select(Broadcast)
+            .where(
+                Broadcast.created_by == created_by,
+                Broadcast.audience == audience.spec,
+                Broadcast.text == text,
+                col(Broadcast.created_at) >= previewed_at,
+            )
+            .order_by(col(Broadcast.id))
+        )
+    ).first()
+    if earlier is not None:
+        return earlier, False
+    targets, _ = await recipients(session, audience, scope=_scope(identity), today=today)
+    if not targets:
+        raise AudienceError("Không có ai để gửi. Đồng chí chọn đối tượng khác.")
+    start_at = now if urgent or next_allowed is None else next_allowed(now)
+    broadcast = await create_broadcast(
+        session,
+        text=text,
+        audience=audience,
+        targets=targets,
+        created_by=created_by,
+        now=now,
+        not_before=start_at,
+        sender=sender_of(identity),
+        actor=actor,
+    )
+    return broadcast, True
+
+
+STATUS_NAMES = {"sending": "đang gửi", "done": "đã gửi xong", "cancelled": "đã dừng"}
+
+
+async def describe_spec(session: AsyncSession, spec: str) -> str:
+    """A stored audience (``unit:HN``) as the admin chose it, in words."""
+    try:
+        audience = parse_audience(spec)
+    except AudienceError:
+        return spec
+    return describe(audience, await _names(session, audience))
+
+
+def may_manage(identity: Identity, broadcast: Broadcast) -> bool:
+    """A system admin follows and stops every broadcast; a unit admin those they sent."""
+    return identity.role == "admin" or broadcast.created_by == f"person:{identity.person.id}"
+
+
+async def list_broadcasts(
+    session: AsyncSession, identity: Identity, *, limit: int = 30
+) -> list[Broadcast]:
+    """The latest broadcasts the person may follow, newest first."""
+    statement = select(Broadcast).order_by(col(Broadcast.id).desc()).limit(limit)
+    if identity.role != "admin":
+        statement = statement.where(Broadcast.created_by == f"person:{identity.person.id}")
+    return list((await session.exec(statement)).all())
+
+
+async def status_counts(session: AsyncSession, ids: list[int]) -> dict[int, dict[str, int]]:
+    """Per broadcast, its outbox rows by status (pending, sending, sent, failed, …)."""
+    found: dict[int, dict[str, int]] = {i: {} for i in ids}
+    if not ids:
+        return found
+    rows = await session.exec(
+        select(col(OutboxMessage.broadcast_id), col(OutboxMessage.status), func.count())
+        .where(col(OutboxMessage.broadcast_id).in_(ids))
+        .group_by(col(OutboxMessage.broadcast_id), col(OutboxMessage.status))
+    )
+    for broadcast_id, status, n in rows.all():
+        if broadcast_id is not None:
+            found[broadcast_id][status] = int(n)
+    return found
+
+
+async def first_pending_at(session: AsyncSession, broadcast_id: int) -> datetime | None:
+    """When the earliest push of the broadcast still waiting may go out (quiet hours)."""
+    found = (
+        await session.exec(
+            select(func.min(col(OutboxMessage.next_attempt_at))).where(
+                OutboxMessage.broadcast_id == broadcast_id, OutboxMessage.status == "pending"
+            )
+        )
+    ).first()
+    if found is None:
+        return None
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
+
+
+async def stop_broadcast(
+    session: AsyncSession, broadcast: Broadcast, *, now: datetime, actor: Actor | None = None
+) -> tuple[int, BroadcastStatus]:
+    """Cancel what is not sent yet; returns how many pushes were cancelled, and the status.
+    With ``actor``, a stop is written to the audit log (a finished broadcast's is not)."""
+    assert broadcast.id is not None
+    sending = broadcast.status == "sending"
+    stopped = await cancel_broadcast(session, broadcast.id, now=now)
+    if actor is not None and sending:
+        await _audit(session, broadcast, actor, "broadcast.cancel", now=now, stopped=stopped)
+    status = await broadcast_status(session, broadcast.id)
+    assert status is not None
+    return stopped, status
 
 
 # --------------------------------------------------------------------------- the chat flow
@@ -382,10 +589,16 @@ async def level_counts(session: AsyncSession, scope: Unit | None) -> dict[str, i
 
 
 async def _late_tasks(ctx: Context, scope: Unit | None) -> list[tuple[Task, int]]:
-    """Overdue tasks with somebody to reach in a late unit within ``scope``."""
-    today = ctx.local_now.date()
+    return await late_tasks(ctx.session, scope, ctx.local_now.date())
+
+
+async def late_tasks(
+    session: AsyncSession, scope: Unit | None, today: date
+) -> list[tuple[Task, int]]:
+    """Overdue tasks with somebody to reach in a late unit within ``scope``, with how many
+    people (the «units late on a task» audiences worth offering)."""
     found: list[tuple[Task, int]] = []
-    for task in await applicable_tasks(ctx.session):
+    for task in await applicable_tasks(session):
         if task.due >= today or not task.levels:
             continue
         statement = (
@@ -403,7 +616,7 @@ async def _late_tasks(ctx: Context, scope: Unit | None) -> list[tuple[Task, int]
             )
             .group_by(col(Unit.level))
         )
-        count = sum(int(n) for _, n in (await ctx.session.exec(statement)).all())
+        count = sum(int(n) for _, n in (await session.exec(statement)).all())
         if count:
             found.append((task, count))
     return found
@@ -489,21 +702,28 @@ async def _preview(ctx: Context, identity: Identity, audience: Audience) -> Repl
     if audience.kind == "unit":
         unit = await require_unit(ctx.session, audience.value, _scope(identity))
         audience = Audience("unit", unit.code)
+    text = str((ctx.conversation.data or {}).get("text", ""))
     try:
-        targets, unreachable = await recipients(
-            ctx.session, audience, scope=_scope(identity), today=ctx.local_now
+        preview = await preview_broadcast(
+            ctx.session,
+            audience,
+            text=text,
+            sender=sender_of(identity),
+            scope=_scope(identity),
+            today=ctx.local_now,
+            now=ctx.now,
+            next_allowed=ctx.push_window,
         )
     except AudienceError as exc:
         return Reply(text=str(exc), buttons=((Button("Chọn lại", f"{PREFIX}a:back"),), CANCEL))
-    text = str((ctx.conversation.data or {}).get("text", ""))
-    _set(ctx, "confirm", audience=audience.spec)
-    who = describe(audience, await _names(ctx.session, audience))
+    targets, unreachable, start_at = preview.targets, preview.unreachable, preview.start_at
+    _set(ctx, "confirm", audience=preview.audience.spec)
     lines = [
         "Xem trước thông báo (người nhận sẽ thấy đúng như sau):",
         "———",
-        with_header(text, sender_of(identity)),
+        preview.message,
         "———",
-        f"Gửi cho {who}: {vn_number(len(targets))} người"
+        f"Gửi cho {preview.who}: {vn_number(len(targets))} người"
         + (f" ({count_by_channel(targets)})." if targets else "."),
     ]
     if unreachable:
@@ -515,7 +735,6 @@ async def _preview(ctx: Context, identity: Identity, audience: Audience) -> Repl
         )
     nonce = str((ctx.conversation.data or {}).get("nonce", ""))
     count = vn_number(len(targets))
-    start_at = ctx.push_window(ctx.now) if ctx.push_window is not None else ctx.now
     # "Chọn lại" comes first: a "1" typed twice on Zalo must not send to everyone.
     rows: list[tuple[Button, ...]] = [(Button("Chọn lại đối tượng", f"{PREFIX}a:back"),)]
     if start_at > ctx.now:
@@ -587,7 +806,7 @@ async def _mine(ctx: Context, identity: Identity, value: str) -> Broadcast:
     broadcast = await ctx.session.get(Broadcast, int(value)) if value.isdigit() else None
     if broadcast is None:
         raise UserError(f"Không tìm thấy thông báo #{value}.")
-    if identity.role != "admin" and broadcast.created_by != f"person:{identity.person.id}":
+    if not may_manage(identity, broadcast):
         raise UserError("Đồng chí chỉ xem và dừng được thông báo do mình gửi.")
     return broadcast
 
@@ -635,9 +854,8 @@ async def stop_command(msg: IncomingMessage, ctx: Context) -> Reply:
 
 async def _stop(ctx: Context, identity: Identity, value: str) -> Reply:
     broadcast = await _mine(ctx, identity, value)
-    stopped = await stop_broadcast(ctx.session, broadcast, now=ctx.now, actor=Actor.of(ctx))
-    status = await broadcast_status(ctx.session, broadcast.id or 0)
-    sent = status.sent if status else 0
+    stopped, status = await stop_broadcast(ctx.session, broadcast, now=ctx.now, actor=Actor.of(ctx))
+    sent = status.sent
     if not stopped and broadcast.status != "cancelled":
         return Reply(text=f"Thông báo #{broadcast.id} đã gửi xong ({vn_number(sent)} người nhận).")
     return Reply(

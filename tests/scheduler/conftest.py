@@ -60,7 +60,7 @@ def make_sender(sessions: SessionFactory, transport: Transport, **limits: Any) -
     """A sender with limits raised and delays shrunk so that tests stay fast."""
     options: dict[str, Any] = {"rate": 500.0, "per_chat_interval": 0.0, "max_in_flight": 4}
     options.update(limits)
-    extra = {k: options.pop(k) for k in ("batch_size", "retry") if k in options}
+    extra = {k: options.pop(k) for k in ("batch_size", "retry", "clock") if k in options}
     return Sender(
         sessions,
         [transport],
@@ -70,6 +70,7 @@ def make_sender(sessions: SessionFactory, transport: Transport, **limits: Any) -
         poll_interval=0.05,
         cancel_check_interval=0.05,
         delivery_timeout=5,
+        **({"clock": extra["clock"]} if "clock" in extra else {}),
     )
 
 
