@@ -19,7 +19,7 @@
     fetch(box.getAttribute("data-progress-url"), { headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (data) {
-        if (data.finished) { window.location.reload(); return; }
+        if (data.finished) { window.location.replace(window.location.pathname); return; }
         Object.keys(data.shown).forEach(function (k) { show(k, data.shown[k]); });
         show("state", data.state);
         var bar = box.querySelector('[data-field="bar"]');
