@@ -368,7 +368,7 @@ async def test_static_script_is_served(client: Client) -> None:
     script = await client.get("/static/broadcasts.js")
     assert script.status == 200
     body = await script.text()
-    assert "data-progress-url" in body and "location.reload" in body
+    assert "data-progress-url" in body and "location.replace" in body
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
