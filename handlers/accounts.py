@@ -27,7 +27,10 @@ from handlers.units import PATH_DIGITS, path_range, require_unit
 from scheduler.outbox import finish_broadcasts
 
 __all__ = [
+    "ADMIN_ROLE_ONLY",
     "INVITE_STATES",
+    "SELF_DEACTIVATE",
+    "SELF_MOVE",
     "USABLE",
     "ChannelInfo",
     "InviteInfo",
@@ -37,12 +40,14 @@ __all__ = [
     "create_invites",
     "creator_names",
     "deactivate_person",
+    "deactivate_question",
     "get_unit",
     "invitation_text",
     "invite_state",
     "list_invites",
     "list_people",
     "move_person",
+    "move_question",
     "people_counts",
     "revoke_invite",
     "telegram_link",
@@ -53,6 +58,10 @@ USABLE, EXPIRED, USED_UP, REVOKED = "còn hiệu lực", "hết hạn", "đã d�
 INVITE_STATES = (USABLE, EXPIRED, USED_UP, REVOKED)
 COMMAND_LINE = "dòng lệnh"
 OUTSIDE_SCOPE = "không thuộc phạm vi đồng chí quản lý"
+# Refusals shared by the chat (/khoa, /chuyen) and the console («Cán bộ»).
+SELF_DEACTIVATE = "Đồng chí không thể tự khóa tài khoản của mình."
+SELF_MOVE = "Đồng chí không thể tự chuyển đơn vị hoặc vai trò của mình."
+ADMIN_ROLE_ONLY = "Chỉ quản trị hệ thống mới giao được vai trò quản trị hệ thống."
 
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])  # a statement narrowed by .where()
 
@@ -538,6 +547,23 @@ async def _person(session: AsyncSession, person_id: int, scope: Unit | None) -> 
     return person, unit
 
 
+def deactivate_question(person: Person, unit: Unit) -> str:
+    """What is asked before :func:`deactivate_person` (the chat's and the console's)."""
+    return (
+        f"Khóa tài khoản của {person.name} ({ROLE_NAMES.get(person.role, person.role)}, "
+        f"{unit.name})? Người này sẽ không báo cáo được và không nhận nhắc việc, thông báo "
+        "nữa; các tin đang chờ gửi cho họ bị hủy."
+    )
+
+
+def move_question(person: Person, unit: Unit, target: Unit, role: str) -> str:
+    """What is asked before :func:`move_person` (the chat's and the console's)."""
+    return (
+        f"Chuyển {person.name} từ {ROLE_NAMES.get(person.role, person.role)} của {unit.name} "
+        f"thành {ROLE_NAMES.get(role, role)} của {target.name}?"
+    )
+
+
 async def deactivate_person(
     session: AsyncSession,
     *,
@@ -549,7 +575,9 @@ async def deactivate_person(
     """The person is no longer recognised on any channel (they are treated as someone not
     enrolled) and receives no reminders or announcements; messages already queued for them
     are cancelled. History (reports, messages) stays. With ``actor``, a change is written to
-    the audit log."""
+    the audit log; an actor cannot lock themselves out."""
+    if actor is not None and actor.person_id == person_id:
+        raise UserError(SELF_DEACTIVATE)
     person, unit = await _person(session, person_id, scope)
     changed = person.active
     person.active = False
@@ -619,12 +647,14 @@ async def move_person(
 ) -> PersonChange:
     """Move a person to another unit, optionally with another role (default: the same).
     With ``actor`` (and ``now``), a change is written to the audit log (under the new unit,
-    the old one in the details)."""
+    the old one in the details); an actor cannot move themselves."""
+    if actor is not None and actor.person_id == person_id:
+        raise UserError(SELF_MOVE)
     if role is not None and role not in ROLES:
         names = ", ".join(f"{r} ({ROLE_NAMES[r]})" for r in ROLES)
         raise UserError(f"Vai trò không hợp lệ: {role}. Chọn một trong: {names}.")
     if role == "admin" and scope is not None:
-        raise UserError("Chỉ quản trị hệ thống mới giao được vai trò quản trị hệ thống.")
+        raise UserError(ADMIN_ROLE_ONLY)
     person, _ = await _person(session, person_id, scope)
     if not _within(unit, scope):
         raise UserError(f"Đơn vị {unit.name} ({unit.code}) {OUTSIDE_SCOPE}.")

@@ -11,12 +11,17 @@ from datetime import datetime
 from bot.core import Button, IncomingMessage, Reply
 from bot.storage.models import Person, Unit
 from handlers.accounts import (
+    ADMIN_ROLE_ONLY,
+    SELF_DEACTIVATE,
+    SELF_MOVE,
     activate_person,
     deactivate_person,
+    deactivate_question,
     get_unit,
     list_invites,
     list_people,
     move_person,
+    move_question,
     revoke_invite,
 )
 from handlers.audit import Actor
@@ -136,7 +141,7 @@ async def deactivate(msg: IncomingMessage, ctx: Context) -> Reply:
     identity = _manager(ctx)
     person_id = _person_id(msg.command[1] if msg.command else "", "/khoa <số>")
     if person_id == identity.person.id:
-        raise UserError("Đồng chí không thể tự khóa tài khoản của mình.")
+        raise UserError(SELF_DEACTIVATE)
     person, unit = await _target(ctx, identity, person_id)
     if not person.active:
         return Reply(text=f"Tài khoản của {person.name} đã khóa từ trước.")
@@ -144,8 +149,7 @@ async def deactivate(msg: IncomingMessage, ctx: Context) -> Reply:
         ctx,
         "deactivate",
         {"person_id": person_id, "name": person.name},
-        f"Khóa tài khoản của {person.name} ({ROLE_NAMES[person.role]}, {unit.name})? Người này "
-        "sẽ không báo cáo được và không nhận nhắc việc, thông báo nữa.",
+        deactivate_question(person, unit),
     )
 
 
@@ -175,9 +179,9 @@ async def move(msg: IncomingMessage, ctx: Context) -> Reply:
     if len(args) == 3 and role is None:
         raise UserError("Vai trò phải là canbo (cán bộ báo cáo) hoặc quantri (quản trị đơn vị).")
     if role == "admin" and identity.role != "admin":
-        raise UserError("Chỉ quản trị hệ thống mới giao được vai trò quản trị hệ thống.")
+        raise UserError(ADMIN_ROLE_ONLY)
     if person_id == identity.person.id:
-        raise UserError("Đồng chí không thể tự chuyển đơn vị hoặc vai trò của mình.")
+        raise UserError(SELF_MOVE)
     person, unit = await _target(ctx, identity, person_id)
     target = await get_unit(ctx.session, args[1], scope=_scope(identity))
     new_role = role or person.role
@@ -185,8 +189,7 @@ async def move(msg: IncomingMessage, ctx: Context) -> Reply:
         ctx,
         "move",
         {"person_id": person_id, "unit_id": target.id, "role": new_role, "name": person.name},
-        f"Chuyển {person.name} từ {ROLE_NAMES[person.role]} của {unit.name} thành "
-        f"{ROLE_NAMES[new_role]} của {target.name}?",
+        move_question(person, unit, target, new_role),
     )
 
 

@@ -1,8 +1,9 @@
 """«Tổng quan»'s unit search and «Cán bộ» in a real browser (Chromium driven by Playwright,
 as in tests/web/test_browser.py): an admin signs in, types "ba dinh" without diacritics,
 opens Ba Đình from the results, opens its people list (a Telegram official who blocked the
-assistant, a Zalo official), climbs the trail to Hà Nội and reads its children. Desktop and
-phone widths; screenshots under var/screenshots/<device>-<page>.png."""
+assistant, a Zalo official), locks the Zalo official's account after the confirmation page
+and reopens it, climbs the trail to Hà Nội, reads its children and moves the official to
+Sóc Sơn. Desktop and phone widths; screenshots under var/screenshots/<device>-<page>.png."""
 
 from __future__ import annotations
 
@@ -103,6 +104,35 @@ async def test_search_a_unit_and_read_its_people(
             await expect(nam).to_contain_text("Đang hoạt động")
             await shoot(page, "can-bo")
 
+            # «Khóa»: the confirmation page, then the list says it is done.
+            await page.get_by_role("link", name="Khóa tài khoản của Phạm Văn Nam").click()
+            await expect(heading).to_have_text("Khóa tài khoản")
+            await expect(page.locator("p.question")).to_contain_text(
+                "Khóa tài khoản của Phạm Văn Nam (cán bộ báo cáo, Đảng ủy phường Ba Đình)?"
+            )
+            await expect(page.locator("p.question")).to_contain_text(
+                "các tin đang chờ gửi cho họ bị hủy"
+            )
+            await shoot(page, "can-bo-khoa")
+            await page.get_by_role("button", name="Xác nhận khóa").click()
+            await expect(heading).to_have_text("Cán bộ — Đảng ủy phường Ba Đình")
+            await expect(page.get_by_role("status")).to_have_text(
+                "Đã khóa tài khoản của Phạm Văn Nam (Đảng ủy phường Ba Đình)."
+            )
+            await expect(nam).to_contain_text("Đã khóa")
+            await shoot(page, "can-bo-da-khoa")
+
+            # «Mở lại», «Quay lại» first (nothing changes), then confirmed.
+            await page.get_by_role("link", name="Mở lại tài khoản của Phạm Văn Nam").click()
+            await page.get_by_role("link", name="Quay lại").click()
+            await expect(nam).to_contain_text("Đã khóa")
+            await page.get_by_role("link", name="Mở lại tài khoản của Phạm Văn Nam").click()
+            await page.get_by_role("button", name="Xác nhận mở lại").click()
+            await expect(page.get_by_role("status")).to_have_text(
+                "Đã mở lại tài khoản của Phạm Văn Nam (Đảng ủy phường Ba Đình)."
+            )
+            await expect(nam).to_contain_text("Đang hoạt động")
+
             # Up the trail to Hà Nội: its children with their people counted.
             await (
                 page.locator("nav.trail")
@@ -121,6 +151,26 @@ async def test_search_a_unit_and_read_its_people(
             ).click()
             await expect(page.locator("table.people tbody tr")).to_have_count(2)
             await shoot(page, "can-bo-ha-noi")
+
+            # «Chuyển»: the new unit's code and the role, the confirmation, back to the list.
+            await page.get_by_role("link", name="Chuyển đơn vị, vai trò của Phạm Văn Nam").click()
+            await expect(heading).to_have_text("Chuyển đơn vị, vai trò")
+            await page.get_by_label("Mã đơn vị mới").fill("HN.SS")
+            await page.get_by_label("Vai trò mới").select_option(label="quản trị đơn vị")
+            await page.get_by_role("button", name="Tiếp tục").click()
+            await expect(page.locator("p.question")).to_have_text(
+                "Chuyển Phạm Văn Nam từ cán bộ báo cáo của Đảng ủy phường Ba Đình thành quản "
+                "trị đơn vị của Đảng ủy xã Sóc Sơn?"
+            )
+            await page.get_by_role("button", name="Xác nhận chuyển").click()
+            await expect(heading).to_have_text("Cán bộ — Đảng bộ thành phố Hà Nội")
+            await expect(page.get_by_role("status")).to_have_text(
+                "Đã chuyển Phạm Văn Nam: nay là quản trị đơn vị của Đảng ủy xã Sóc Sơn."
+            )
+            moved = page.locator("table.people tbody tr").filter(has_text="Phạm Văn Nam")
+            await expect(moved).to_contain_text("Đảng ủy xã Sóc Sơn")
+            await expect(moved).to_contain_text("quản trị đơn vị")
+            await shoot(page, "can-bo-da-chuyen")
             await context.close()
         finally:
             await browser.close()
