@@ -155,7 +155,7 @@ def test_chat_resolves_follow_ups_from_stdin() -> None:
 def test_kb_check_ok() -> None:
     result = runner.invoke(app, ["kb", "check"])
     assert result.exit_code == 0
-    assert "OK:" in result.stdout
+    assert "Kho kiến thức hợp lệ: " in result.stdout
 
 
 def test_kb_check_reports_file_and_line(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_kb_check_reports_file_and_line(tmp_path: Path) -> None:
 
 def test_db_upgrade_and_unanswered(isolated_env: Path) -> None:
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
-    assert "up to date" in runner.invoke(app, ["db", "current"]).stdout
+    assert "bản mới nhất." in runner.invoke(app, ["db", "current"]).stdout
     asked = "Công thức làm bánh chưng\ncông thức làm BÁNH CHƯNG\nai ky kl 185\ngiá vàng hôm nay\n"
     result = runner.invoke(app, ["chat"], input=asked)
     assert result.exit_code == 0, result.output
@@ -195,7 +195,24 @@ def test_the_assistant_runs_on_uvloop() -> None:
 def test_run_refuses_an_unmigrated_database() -> None:
     result = runner.invoke(app, ["chat"], input="")
     assert result.exit_code == 1
-    assert "troly db upgrade" in result.output
+    assert result.output.startswith("Lỗi: cơ sở dữ liệu chưa có bảng nào, mã này cần")
+    assert "chạy `troly db upgrade`" in result.output
+
+
+def test_db_current_says_what_to_do() -> None:
+    from bot.services import head_revision
+
+    before = runner.invoke(app, ["db", "current"])
+    assert before.stdout == "Cơ sở dữ liệu chưa có bảng nào: chạy `troly db upgrade`.\n"
+    assert runner.invoke(app, ["db", "upgrade", "0007"]).exit_code == 0
+    behind = runner.invoke(app, ["db", "current"])
+    assert behind.stdout.startswith("Lược đồ cơ sở dữ liệu đang ở phiên bản 0007, chưa phải")
+    assert behind.stdout.endswith(": chạy `troly db upgrade`.\n")
+    upgraded = runner.invoke(app, ["db", "upgrade"])
+    head = head_revision()
+    assert upgraded.stdout == f"Lược đồ cơ sở dữ liệu đang ở phiên bản {head}.\n"
+    after = runner.invoke(app, ["db", "current"])
+    assert after.stdout == f"Lược đồ cơ sở dữ liệu đang ở phiên bản {head}, bản mới nhất.\n"
 
 
 def test_run_refuses_an_invalid_knowledge_base(
@@ -210,14 +227,14 @@ def test_run_refuses_an_invalid_knowledge_base(
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 1
     assert "zz.yaml:2" in result.output
-    assert "will not start" in result.output
+    assert "trợ lý không khởi động" in result.output
 
 
 def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIMEZONE", "Asia/Atlantis")
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 2
-    assert "TIMEZONE: unknown time zone" in result.output
+    assert "TIMEZONE: không có múi giờ 'Asia/Atlantis'" in result.output
 
 
 def test_make_run_path_with_no_configuration(tmp_path: Path) -> None:
