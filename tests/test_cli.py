@@ -167,7 +167,9 @@ def test_kb_check_reports_file_and_line(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["kb", "check", str(broken)])
     assert result.exit_code == 1
-    assert f"{broken / 'a.yaml'}:6: entry: missing required field 'questions'" in result.stdout
+    assert f"{broken / 'a.yaml'}:6: mục: thiếu trường bắt buộc 'questions'" in result.stdout
+    problems = result.stdout.count(f"{broken / 'a.yaml'}:")
+    assert f"Có {problems} lỗi trong kho kiến thức." in result.output
 
 
 def test_db_upgrade_and_unanswered(isolated_env: Path) -> None:
