@@ -100,14 +100,21 @@ def _run_app(coro: Coroutine[Any, Any, None]) -> None:
 @app.command()
 def ask(
     questions: Annotated[
-        list[str] | None, typer.Argument(help="Questions; one per line on stdin when none.")
+        list[str] | None,
+        typer.Argument(
+            help="Câu hỏi; không có thì đọc mỗi dòng stdin một câu / "
+            "questions; one per line on stdin when none."
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per question.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Mỗi câu một dòng JSON / one JSON object per question.")
+    ] = False,
     conversation: Annotated[
         bool,
         typer.Option(
             "--conversation",
-            help="The questions are the turns of one conversation (follow-ups such as "
+            help="Các câu hỏi là một cuộc trò chuyện / the questions are the turns of one "
+            "conversation (follow-ups such as "
             "«còn cấp tỉnh thì sao?» refer to the question before); default: each is alone.",
         ),
     ] = False,
