@@ -27,13 +27,14 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="troly",
-    help="Trợ lý Kết luận: answers officials' questions, tracks progress, sends reminders.",
+    help="Trợ lý Kết luận: trả lời câu hỏi của cán bộ, theo dõi tiến độ, nhắc việc. "
+    "Answers officials' questions, tracks progress, sends reminders.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-kb_app = typer.Typer(help="The knowledge base.", no_args_is_help=True)
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+kb_app = typer.Typer(help="Kho kiến thức — the knowledge base.", no_args_is_help=True)
+db_app = typer.Typer(help="Lược đồ cơ sở dữ liệu — the database schema.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(db_app, name="db")
 
@@ -50,7 +51,10 @@ def _register_admin_commands() -> None:
 
 @app.command()
 def run() -> None:
-    """Run every channel that has a token; with none, start the terminal chat."""
+    """Chạy trợ lý trên mọi kênh có token; chưa có kênh nào thì trò chuyện tại đây.
+
+    Run every channel that has a token; with none, start the terminal chat.
+    """
     from bot.logs import setup_logging
     from bot.runner import run_assistant
 
@@ -62,7 +66,7 @@ def run() -> None:
 
 @app.command()
 def chat() -> None:
-    """Chat with the assistant in the terminal."""
+    """Trò chuyện với trợ lý trong cửa sổ dòng lệnh. Chat with the assistant in the terminal."""
     from bot.logs import setup_logging
     from bot.runner import run_terminal
 
@@ -85,7 +89,10 @@ def _run_app(coro: Coroutine[Any, Any, None]) -> None:
     except KnowledgeError as exc:  # a tasks file is invalid
         for problem in exc.problems:
             err.print(str(problem), markup=False)
-        fail("the task definitions are invalid; the assistant will not start on them")
+        fail(
+            "Định nghĩa nhiệm vụ có lỗi (các dòng trên), trợ lý không khởi động với các "
+            "định nghĩa này."
+        )
     except (SchemaError, RuntimeError) as exc:  # RuntimeError: e.g. Telegram refused the token
         fail(str(exc))
 
@@ -93,19 +100,29 @@ def _run_app(coro: Coroutine[Any, Any, None]) -> None:
 @app.command()
 def ask(
     questions: Annotated[
-        list[str] | None, typer.Argument(help="Questions; one per line on stdin when none.")
+        list[str] | None,
+        typer.Argument(
+            help="Câu hỏi; không có thì đọc mỗi dòng stdin một câu / "
+            "questions; one per line on stdin when none."
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per question.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Mỗi câu một dòng JSON / one JSON object per question.")
+    ] = False,
     conversation: Annotated[
         bool,
         typer.Option(
             "--conversation",
-            help="The questions are the turns of one conversation (follow-ups such as "
+            help="Các câu hỏi là một cuộc trò chuyện / the questions are the turns of one "
+            "conversation (follow-ups such as "
             "«còn cấp tỉnh thì sao?» refer to the question before); default: each is alone.",
         ),
     ] = False,
 ) -> None:
-    """Answer questions from the knowledge base (scriptable; nothing is stored)."""
+    """Trả lời câu hỏi từ kho kiến thức (dùng trong tập lệnh; không lưu gì).
+
+    Answer questions from the knowledge base (scriptable; nothing is stored).
+    """
     from bot.render import numbered, plain_text
     from handlers.qa import result_reply
 
@@ -169,19 +186,24 @@ def doctor(
 
 @kb_app.command("check")
 def kb_check(
-    directory: Annotated[Path | None, typer.Argument(help="Default: KNOWLEDGE_DIR.")] = None,
+    directory: Annotated[
+        Path | None, typer.Argument(help="Mặc định / default: KNOWLEDGE_DIR.")
+    ] = None,
 ) -> None:
-    """Validate knowledge files; print file:line: problem for each, exit 1 if any."""
+    """Kiểm tra các tệp kiến thức; mỗi lỗi một dòng tệp:dòng: lỗi, mã thoát 1 khi có lỗi.
+
+    Validate knowledge files; print file:line: problem for each, exit 1 if any.
+    """
     directory = directory or get_settings().knowledge_dir
     problems, base = check_knowledge(directory)
     for problem in problems:
         sys.stdout.write(f"{problem}\n")
     if base is None:
-        err.print(f"{len(problems)} problem(s) found.", markup=False)
+        err.print(f"Có {len(problems)} lỗi trong kho kiến thức.", markup=False)
         raise typer.Exit(1)
     out.print(
-        f"OK: {len(base.entries)} entries, {len(base.deadlines)} deadlines, "
-        f"{len(base.sources)} sources in {len(base.files)} files ({directory})",
+        f"Kho kiến thức hợp lệ: {len(base.entries)} mục, {len(base.deadlines)} hạn, "
+        f"{len(base.sources)} nguồn trong {len(base.files)} tệp ({directory}).",
         markup=False,
     )
 
@@ -259,7 +281,10 @@ def kb_unanswered(
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
-    """Apply database migrations (idempotent)."""
+    """Nâng cấp lược đồ cơ sở dữ liệu (chạy lại nhiều lần không sao).
+
+    Apply database migrations (idempotent).
+    """
     from bot.storage.db import create_engine, current_revision, upgrade_database
 
     settings = get_settings()
@@ -273,12 +298,12 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
             await engine.dispose()
 
     current = run_db(upgrade())
-    out.print(f"Database schema at revision {current}.", markup=False)
+    out.print(f"Lược đồ cơ sở dữ liệu đang ở phiên bản {current}.", markup=False)
 
 
 @db_app.command("current")
 def db_current() -> None:
-    """Show the database's schema revision."""
+    """Phiên bản lược đồ của cơ sở dữ liệu. Show the database's schema revision."""
     from bot.services import head_revision
     from bot.storage.db import create_engine, current_revision
 
@@ -293,8 +318,16 @@ def db_current() -> None:
 
     revision = run_db(current())
     head = head_revision()
-    state = "up to date" if revision == head else f"behind (head is {head})"
-    out.print(f"Database schema at revision {revision or 'none'}: {state}.", markup=False)
+    if revision is None:
+        out.print("Cơ sở dữ liệu chưa có bảng nào: chạy `troly db upgrade`.", markup=False)
+    elif revision == head:
+        out.print(f"Lược đồ cơ sở dữ liệu đang ở phiên bản {revision}, bản mới nhất.", markup=False)
+    else:
+        out.print(
+            f"Lược đồ cơ sở dữ liệu đang ở phiên bản {revision}, chưa phải bản mới nhất "
+            f"({head}): chạy `troly db upgrade`.",
+            markup=False,
+        )
 
 
 _register_admin_commands()

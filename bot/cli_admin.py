@@ -13,16 +13,23 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from bot.cli_common import database, err, get_settings, load_knowledge_or_exit, out
+from bot.cli_common import (
+    DATABASE_ERROR,
+    database,
+    err,
+    fail,
+    get_settings,
+    load_knowledge_or_exit,
+    out,
+)
 from bot.core import utcnow
 
 if TYPE_CHECKING:
@@ -65,12 +72,6 @@ def register(app: typer.Typer) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """A clear message on stderr and a non-zero exit."""
-    err.print(f"[bold red]Lỗi:[/] {escape(message)}", markup=True)
-    raise typer.Exit(code)
-
-
 def say(message: str) -> None:
     out.print(message, markup=False)
 
@@ -91,10 +92,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except UserError as exc:
         fail(exc.message)
     except (OperationalError, ProgrammingError) as exc:
-        fail(
-            f"Cơ sở dữ liệu báo lỗi: {exc.orig}. Có thể cơ sở dữ liệu chưa được nâng cấp: "
-            "chạy `troly db upgrade`."
-        )
+        fail(DATABASE_ERROR.format(problem=exc.orig))
 
 
 def in_session(

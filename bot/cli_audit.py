@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bot.cli_admin import cell, fail, in_session, local, say
-from bot.cli_common import get_settings, out
+from bot.cli_admin import cell, in_session, local, say
+from bot.cli_common import fail, get_settings, out
 
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -24,8 +25,15 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+DATABASE_ERROR = (
+    "Cơ sở dữ liệu báo lỗi: {problem}. Có thể cơ sở dữ liệu chưa được nâng cấp: "
+    "chạy `troly db upgrade`."
+)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    """A clear message on stderr (never read as rich markup) and a non-zero exit."""
+    err.print(f"[bold red]Lỗi:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -58,7 +66,10 @@ def load_knowledge_or_exit(settings: Settings) -> Knowledge:
     except KnowledgeError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)
-        fail("the knowledge base is invalid; the assistant will not start on it (troly kb check)")
+        fail(
+            "Kho kiến thức có lỗi (các dòng trên), trợ lý không khởi động với kho này. "
+            "Xem lại: troly kb check"
+        )
 
 
 def check_knowledge(directory: Path) -> tuple[list[Problem], KnowledgeBase | None]:
@@ -88,7 +99,7 @@ def run_db(
     try:
         return runner(coro)
     except (OperationalError, ProgrammingError) as exc:
-        fail(f"database error: {exc.orig}. Is the schema current? Run `troly db upgrade`.")
+        fail(DATABASE_ERROR.format(problem=exc.orig))
 
 
 @contextlib.asynccontextmanager

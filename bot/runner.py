@@ -38,12 +38,12 @@ ELECTION_RETRY_SECONDS = 2.0
 DEFAULT_GC_THRESHOLDS = (700, 10, 10)  # CPython's; bot/__main__ raises them during start-up
 
 HOW_TO_CONFIGURE = """\
-No messenger is configured, so the assistant starts in this terminal.
-To serve officials on Telegram, create a bot with @BotFather and set
+Chưa cấu hình Telegram hay Zalo nên trợ lý chạy ngay trong cửa sổ dòng lệnh này.
+Để phục vụ cán bộ trên Telegram, tạo bot với @BotFather rồi đặt
     TELEGRAM_BOT_TOKEN=123456:ABC...
-and for Zalo, create a bot on the Zalo Bot Platform and set
+và với Zalo, tạo bot trên Zalo Bot Platform rồi đặt
     ZALO_BOT_TOKEN=...
-in the environment or in a .env file, then run `make run` again (see README)."""
+trong biến môi trường hoặc tệp .env, rồi chạy lại `make run` (xem README)."""
 
 
 def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:

@@ -76,9 +76,14 @@ async def build_services(
             current = await current_revision(engine)
             head = head_revision()
             if current != head:
+                found = (
+                    f"lược đồ cơ sở dữ liệu đang ở phiên bản {current}"
+                    if current
+                    else "cơ sở dữ liệu chưa có bảng nào"
+                )
                 raise SchemaError(
-                    f"the database schema is at {current or 'nothing'}, the code needs {head}: "
-                    "run `troly db upgrade` (make run does it)"
+                    f"{found}, mã này cần lược đồ phiên bản {head}: chạy `troly db upgrade` "
+                    "(make run tự chạy lệnh này)"
                 )
     except BaseException:
         await engine.dispose()

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in _ASYNC_DRIVERS:
             raise ValueError(
-                "must be an SQLAlchemy URL such as sqlite+aiosqlite:///var/troly.db or "
+                "phải là địa chỉ SQLAlchemy, ví dụ sqlite+aiosqlite:///var/troly.db hoặc "
                 "postgresql+asyncpg://user@host/db"
             )
         return f"{_ASYNC_DRIVERS[scheme]}://{rest}"
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+            raise ValueError(f"không có múi giờ {value!r} (ví dụ: Asia/Ho_Chi_Minh)") from None
         return value
 
     @field_validator(
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     @classmethod
     def _telegram_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not _TELEGRAM_TOKEN_RE.match(value.get_secret_value()):
-            raise ValueError("does not look like a bot token from @BotFather (digits:letters)")
+            raise ValueError("không giống token bot do @BotFather cấp (dạng số:chữ)")
         return value
 
     @field_validator(
@@ -139,7 +139,7 @@ class Settings(BaseSettings):
             return None
         value = value.strip().rstrip("/")
         if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
+            raise ValueError("phải là địa chỉ bắt đầu bằng http:// hoặc https://")
         return value
 
     @field_validator("log_level")
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     def _log_level(cls, value: str) -> str:
         upper = value.upper()
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+            raise ValueError("phải là DEBUG, INFO, WARNING hoặc ERROR")
         return upper
 
     @field_validator("log_format")
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     def _log_format(cls, value: str) -> str:
         lower = value.strip().lower()
         if lower not in {"text", "json"}:
-            raise ValueError("must be text or json")
+            raise ValueError("phải là text hoặc json")
         return lower
 
     @field_validator("metrics_host")
@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     def _metrics_host(cls, value: str) -> str:
         value = value.strip()
         if not value or any(c.isspace() or c in "/@" for c in value):
-            raise ValueError("must be a host name or address to listen on, e.g. 127.0.0.1")
+            raise ValueError("phải là tên máy hoặc địa chỉ để lắng nghe, ví dụ 127.0.0.1")
         return value
 
     @field_validator("reminder_offsets_days")
@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     def _offsets(cls, value: str) -> str:
         parts = [p.strip() for p in value.split(",") if p.strip()]
         if not all(p.isdigit() and int(p) <= 365 for p in parts):
-            raise ValueError("must be whole numbers of days separated by commas, e.g. 7,3,1,0")
+            raise ValueError("phải là các số ngày cách nhau bằng dấu phẩy, ví dụ 7,3,1,0")
         return ",".join(parts)
 
     @field_validator("reminder_time")
@@ -187,7 +187,7 @@ class Settings(BaseSettings):
         if value:
             start, sep, end = value.partition("-")
             if not sep:
-                raise ValueError("must look like 21:00-07:00 (or be empty)")
+                raise ValueError("phải có dạng 21:00-07:00 (hoặc để trống)")
             _parse_time(start)
             _parse_time(end)
         return value
@@ -202,7 +202,7 @@ class Settings(BaseSettings):
                 date.fromisoformat(part)
             except ValueError:
                 raise ValueError(
-                    f"{part!r} is neither a weekday (mon..sun) nor a date YYYY-MM-DD"
+                    f"{part!r} không phải thứ trong tuần (mon..sun) hay ngày dạng YYYY-MM-DD"
                 ) from None
         return value.strip()
 
@@ -213,7 +213,7 @@ class Settings(BaseSettings):
         if value:
             day, _, at = value.partition(" ")
             if day not in _WEEKDAYS:
-                raise ValueError("must look like 'mon 08:00' (or be empty)")
+                raise ValueError("phải có dạng 'mon 08:00' (hoặc để trống)")
             _parse_time(at)
         return value
 
@@ -221,13 +221,13 @@ class Settings(BaseSettings):
     def _webhook_needs_secret(self) -> Settings:
         if self.webhook_base_url and self.webhook_secret is None:
             raise ValueError(
-                "WEBHOOK_SECRET is required when WEBHOOK_BASE_URL is set "
-                "(a random string of letters, digits, _ and -)"
+                "cần đặt WEBHOOK_SECRET khi đã đặt WEBHOOK_BASE_URL "
+                "(một chuỗi ngẫu nhiên gồm chữ, số, _ và -)"
             )
         if self.webhook_secret is not None and not re.match(
             r"^[A-Za-z0-9_-]{8,256}$", self.webhook_secret.get_secret_value()
         ):
-            raise ValueError("WEBHOOK_SECRET must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
+            raise ValueError("WEBHOOK_SECRET phải dài 8–256 ký tự, chỉ gồm A-Z, a-z, 0-9, _ và -")
         return self
 
     @model_validator(mode="after")
@@ -236,12 +236,12 @@ class Settings(BaseSettings):
             r"^[A-Za-z0-9._~+/=-]{16,256}$", self.metrics_token.get_secret_value()
         ):
             raise ValueError(
-                "METRICS_TOKEN must be 16-256 characters of A-Z, a-z, 0-9 and . _ ~ + / = -"
+                "METRICS_TOKEN phải dài 16–256 ký tự, chỉ gồm A-Z, a-z, 0-9 và . _ ~ + / = -"
             )
         if self.webhook_base_url and self.metrics_port == self.webhook_port:
             raise ValueError(
-                "METRICS_PORT must differ from WEBHOOK_PORT (the webhook server serves "
-                "/metrics already: leave METRICS_PORT empty)"
+                "METRICS_PORT phải khác WEBHOOK_PORT (máy chủ webhook đã có /metrics: "
+                "để trống METRICS_PORT)"
             )
         return self
 
@@ -252,8 +252,8 @@ class Settings(BaseSettings):
             self.webhook_port if self.webhook_base_url else None,
         }:
             raise ValueError(
-                "WEB_PORT must differ from METRICS_PORT and WEBHOOK_PORT (in webhook mode the "
-                "console is served on the webhook server: leave WEB_PORT empty)"
+                "WEB_PORT phải khác METRICS_PORT và WEBHOOK_PORT (ở chế độ webhook, trang quản "
+                "trị chạy trên máy chủ webhook: để trống WEB_PORT)"
             )
         return self
 
@@ -277,7 +277,7 @@ _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 def _parse_time(value: str) -> time:
     match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
     if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
-        raise ValueError(f"{value!r} is not a time of day like 08:00")
+        raise ValueError(f"{value!r} không phải giờ trong ngày dạng 08:00")
     return time(int(match.group(1)), int(match.group(2)))
 
 
@@ -293,7 +293,34 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for error in exc.errors(include_input=False, include_url=False):
             names = [str(part).upper() for part in error["loc"] if part != "__root__"]
-            message = str(error["msg"]).removeprefix("Value error, ")
-            where = ".".join(names) if names else "settings"
-            lines.append(f"{where}: {message}")
-        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+            message = _vietnamese(error["type"], error.get("ctx") or {}, str(error["msg"]))
+            lines.append(f"{'.'.join(names)}: {message}" if names else message)
+        raise SettingsError("Cấu hình không hợp lệ:\n  " + "\n  ".join(lines)) from None
+
+
+# pydantic's own messages for the kinds of values these settings take, in Vietnamese
+_MESSAGES = {
+    "int_parsing": "phải là số nguyên",
+    "int_from_float": "phải là số nguyên",
+    "float_parsing": "phải là số",
+    "bool_parsing": "phải là true hoặc false",
+    "greater_than": "phải lớn hơn {gt}",
+    "greater_than_equal": "phải từ {ge} trở lên",
+    "less_than": "phải nhỏ hơn {lt}",
+    "less_than_equal": "không được lớn hơn {le}",
+    "string_type": "phải là một chuỗi ký tự",
+    "missing": "chưa đặt",
+}
+
+
+def _vietnamese(kind: str, context: dict[str, object], message: str) -> str:
+    """The message of one validation error: ours (``ValueError``) as written, pydantic's
+    common ones in Vietnamese, any other as pydantic words it."""
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    template = _MESSAGES.get(kind)
+    if template is None:
+        return message
+    return template.format(
+        **{k: f"{v:g}" if isinstance(v, float) else v for k, v in context.items()}
+    )

@@ -41,7 +41,7 @@ def load_task_specs(
     problems: list[Problem] = []
     if tasks_dir is not None:
         if not tasks_dir.is_dir():
-            problems.append(Problem(tasks_dir, 0, "tasks directory not found"))
+            problems.append(Problem(tasks_dir, 0, "không tìm thấy thư mục nhiệm vụ (TASKS_DIR)"))
         else:
             for path in sorted(tasks_dir.rglob("*.yaml")):
                 deadlines, found = parse_deadlines(path, knowledge.base.sources)
@@ -55,7 +55,9 @@ def load_task_specs(
         if spec.code in seen:
             problems.append(
                 Problem(
-                    Path(spec.origin), 0, f"task id {spec.code!r} also defined in {seen[spec.code]}"
+                    Path(spec.origin),
+                    0,
+                    f"mã nhiệm vụ {spec.code!r} trùng với nhiệm vụ trong {seen[spec.code]}",
                 )
             )
         seen[spec.code] = spec.origin

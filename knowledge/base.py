@@ -76,8 +76,8 @@ class KnowledgeError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         shown = "\n".join(str(p) for p in problems[:20])
-        more = f"\n… and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"invalid knowledge base ({len(problems)} problems):\n{shown}{more}")
+        more = f"\n… và {len(problems) - 20} lỗi khác" if len(problems) > 20 else ""
+        super().__init__(f"kho kiến thức không hợp lệ ({len(problems)} lỗi):\n{shown}{more}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +159,7 @@ def _read_record(
 ) -> dict[str, Any] | None:
     """Validate one mapping against ``fields``; return clean values or ``None``."""
     if not isinstance(record, LineDict):
-        out.add(path, line, f"each {what} must be a mapping of fields")
+        out.add(path, line, f"mỗi {what} phải là một bảng các trường (tên: giá trị)")
         return None
     specs = {f.name: f for f in fields}
     values: dict[str, Any] = {}
@@ -167,14 +167,16 @@ def _read_record(
     for key in record:
         if key not in specs:
             known = ", ".join(specs)
-            out.add(path, record.line_of(key), f"{what}: unknown field {key!r} (known: {known})")
+            out.add(
+                path, record.line_of(key), f"{what}: không có trường {key!r} (các trường: {known})"
+            )
             ok = False
     for spec in specs.values():
         raw = record.get(spec.name)
         at = record.line_of(spec.name)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             if spec.required:
-                out.add(path, record.line, f"{what}: missing required field {spec.name!r}")
+                out.add(path, record.line, f"{what}: thiếu trường bắt buộc {spec.name!r}")
                 ok = False
             continue
         value = _convert(spec, raw, path, at, what, out)
@@ -189,21 +191,21 @@ def _convert(spec: _Field, raw: Any, path: Path, at: int, what: str, out: _Colle
     name = spec.name
     if spec.kind in ("str", "text", "id", "choice"):
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            out.add(path, at, f"{what}: {name!r} must be text")
+            out.add(path, at, f"{what}: {name!r} phải là văn bản")
             return None
         text = nfc(str(raw)).strip()
         if spec.kind == "id" and not ID_RE.match(text):
-            out.add(path, at, f"{what}: {name!r} must be lower-case ascii words joined by '-'")
+            out.add(path, at, f"{what}: {name!r} phải gồm các từ chữ thường không dấu nối bằng '-'")
             return None
         if spec.kind == "str" and "\n" in text:
-            out.add(path, at, f"{what}: {name!r} must be a single line")
+            out.add(path, at, f"{what}: {name!r} phải viết trên một dòng")
             return None
         if spec.kind == "choice" and text not in spec.choices:
             allowed = ", ".join(spec.choices)
-            out.add(path, at, f"{what}: {name!r} must be one of {allowed}, got {text!r}")
+            out.add(path, at, f"{what}: {name!r} phải là một trong {allowed}, đang là {text!r}")
             return None
         if spec.kind == "text" and len(text) > MAX_ANSWER_CHARS:
-            out.add(path, at, f"{what}: {name!r} is longer than {MAX_ANSWER_CHARS} characters")
+            out.add(path, at, f"{what}: {name!r} dài quá {MAX_ANSWER_CHARS} ký tự")
             return None
         return text
     if spec.kind == "date":
@@ -214,31 +216,33 @@ def _convert(spec: _Field, raw: Any, path: Path, at: int, what: str, out: _Colle
                 return date.fromisoformat(raw.strip())
             except ValueError:
                 pass
-        out.add(path, at, f"{what}: {name!r} must be a date YYYY-MM-DD, got {raw!r}")
+        out.add(path, at, f"{what}: {name!r} phải là ngày dạng YYYY-MM-DD, đang là {raw!r}")
         return None
     if spec.kind in ("str_list", "level_list"):
         if isinstance(raw, LineList) and not raw and spec.empty_ok:
             return ()
         if not isinstance(raw, LineList) or not raw:
-            needed = "a list" if spec.empty_ok else "a non-empty list"
-            out.add(path, at, f"{what}: {name!r} must be {needed}")
+            needed = "một danh sách" if spec.empty_ok else "một danh sách không trống"
+            out.add(path, at, f"{what}: {name!r} phải là {needed}")
             return None
         items: list[str] = []
         for index, item in enumerate(raw):
             item_line = raw.line_of(index)
             if not isinstance(item, str) or not item.strip():
-                out.add(path, item_line, f"{what}: {name!r} item {index + 1} must be text")
+                out.add(
+                    path, item_line, f"{what}: {name!r}, phần tử thứ {index + 1} phải là văn bản"
+                )
                 return None
             text = nfc(item).strip()
             if spec.kind == "level_list" and text not in LEVELS:
                 out.add(
                     path,
                     item_line,
-                    f"{what}: unknown level {text!r} (levels: {', '.join(LEVELS)})",
+                    f"{what}: không có cấp {text!r} (các cấp: {', '.join(LEVELS)})",
                 )
                 return None
             if text in items:
-                out.add(path, item_line, f"{what}: {name!r} repeats {text!r}")
+                out.add(path, item_line, f"{what}: {name!r} lặp lại {text!r}")
                 return None
             items.append(text)
         return tuple(items)
@@ -293,29 +297,29 @@ def _read_file(path: Path, raw: _Raw, out: _Collector) -> None:
         out.add(path, exc.line, exc.message)
         return
     if document is None:
-        out.add(path, 1, "the file is empty")
+        out.add(path, 1, "tệp trống")
         return
     if not isinstance(document, LineDict):
-        out.add(path, 1, f"the top level must be a mapping with {', '.join(_SECTIONS)}")
+        out.add(path, 1, f"tệp phải là một bảng gồm các phần {', '.join(_SECTIONS)}")
         return
     for key in document:
         if key not in _SECTIONS:
             out.add(
                 path,
                 document.line_of(key),
-                f"unknown section {key!r} (expected: {', '.join(_SECTIONS)})",
+                f"không có phần {key!r} (các phần: {', '.join(_SECTIONS)})",
             )
     specs: dict[str, tuple[tuple[_Field, ...], str, list[tuple[Path, int, dict[str, Any]]]]] = {
-        "sources": (_SOURCE_FIELDS, "source", raw.sources),
-        "entries": (_ENTRY_FIELDS, "entry", raw.entries),
-        "deadlines": (_DEADLINE_FIELDS, "deadline", raw.deadlines),
+        "sources": (_SOURCE_FIELDS, "nguồn", raw.sources),
+        "entries": (_ENTRY_FIELDS, "mục", raw.entries),
+        "deadlines": (_DEADLINE_FIELDS, "hạn", raw.deadlines),
     }
     for section, (fields, what, sink) in specs.items():
         if section not in document:
             continue
         items = document[section]
         if not isinstance(items, LineList):
-            out.add(path, document.line_of(section), f"{section!r} must be a list")
+            out.add(path, document.line_of(section), f"{section!r} phải là một danh sách")
             continue
         for index, record in enumerate(items):
             line = items.line_of(index)
@@ -332,7 +336,7 @@ def _unique(
         key = values["id"]
         if key in seen:
             first_path, first_line, _ = seen[key]
-            out.add(path, line, f"duplicate {what} id {key!r} (first at {first_path}:{first_line})")
+            out.add(path, line, f"trùng mã {what} {key!r} (đã có tại {first_path}:{first_line})")
             continue
         seen[key] = (path, line, values)
     return seen
@@ -352,11 +356,11 @@ def _build(
     extra_checks: Callable[[_Raw, _Collector], None] | None = None,
 ) -> KnowledgeBase | None:
     if not directory.is_dir():
-        out.add(directory, 0, "knowledge directory not found")
+        out.add(directory, 0, "không tìm thấy thư mục kho kiến thức")
         return None
     files = _yaml_files(directory)
     if not files:
-        out.add(directory, 0, "no *.yaml files in the knowledge directory")
+        out.add(directory, 0, "thư mục kho kiến thức không có tệp *.yaml nào")
         return None
     raw = _Raw()
     for path in files:
@@ -365,13 +369,13 @@ def _build(
         extra_checks(raw, out)
 
     sources = {
-        key: Source(**values) for key, (_, _, values) in _unique(raw.sources, "source", out).items()
+        key: Source(**values) for key, (_, _, values) in _unique(raw.sources, "nguồn", out).items()
     }
     entries: dict[str, Entry] = {}
-    for key, (path, line, values) in _unique(raw.entries, "entry", out).items():
+    for key, (path, line, values) in _unique(raw.entries, "mục", out).items():
         source = sources.get(values["source"])
         if source is None:
-            out.add(path, line, f"entry {key!r}: unknown source {values['source']!r}")
+            out.add(path, line, f"mục {key!r}: không có nguồn {values['source']!r}")
             continue
         entries[key] = Entry(
             id=key,
@@ -388,24 +392,24 @@ def _build(
             out.add(
                 path,
                 line,
-                f"entry {key!r}: a not_stated entry must cite the nearest clause ('clause')",
+                f"mục {key!r}: mục not_stated phải dẫn điều khoản gần nhất ('clause')",
             )
     deadlines: dict[str, Deadline] = {}
-    for key, (path, line, values) in _unique(raw.deadlines, "deadline", out).items():
+    for key, (path, line, values) in _unique(raw.deadlines, "hạn", out).items():
         source = sources.get(values["source"])
         if source is None:
-            out.add(path, line, f"deadline {key!r}: unknown source {values['source']!r}")
+            out.add(path, line, f"hạn {key!r}: không có nguồn {values['source']!r}")
             continue
         entry_id = values.get("entry")
         if entry_id is not None and entry_id not in entries:
-            out.add(path, line, f"deadline {key!r}: unknown entry {entry_id!r}")
+            out.add(path, line, f"hạn {key!r}: không có mục {entry_id!r}")
             continue
         if entry_id is not None and entries[entry_id].kind != "answer":
             out.add(
                 path,
                 line,
-                f"deadline {key!r}: entry {entry_id!r} is {entries[entry_id].kind}, "
-                "a deadline must point at an entry that answers",
+                f"hạn {key!r}: mục {entry_id!r} là {entries[entry_id].kind}, "
+                "hạn phải trỏ tới một mục trả lời (kind: answer)",
             )
             continue
         deadlines[key] = Deadline(
@@ -421,7 +425,7 @@ def _build(
             note=values.get("note"),
         )
     if not entries and not out.problems:
-        out.add(directory, 0, "the knowledge base has no entries")
+        out.add(directory, 0, "kho kiến thức chưa có mục nào")
     return KnowledgeBase(
         directory=directory,
         sources=sources,
@@ -456,13 +460,13 @@ def parse_deadlines(path: Path, sources: dict[str, Source]) -> tuple[list[Deadli
     raw = _Raw()
     _read_file(path, raw, out)
     known = dict(sources)
-    for key, (_, _, values) in _unique(raw.sources, "source", out).items():
+    for key, (_, _, values) in _unique(raw.sources, "nguồn", out).items():
         known[key] = Source(**values)
     result: list[Deadline] = []
-    for key, (rpath, line, values) in _unique(raw.deadlines, "deadline", out).items():
+    for key, (rpath, line, values) in _unique(raw.deadlines, "hạn", out).items():
         source = known.get(values["source"])
         if source is None:
-            out.add(rpath, line, f"deadline {key!r}: unknown source {values['source']!r}")
+            out.add(rpath, line, f"hạn {key!r}: không có nguồn {values['source']!r}")
             continue
         result.append(
             Deadline(
@@ -479,5 +483,5 @@ def parse_deadlines(path: Path, sources: dict[str, Source]) -> tuple[list[Deadli
             )
         )
     if raw.entries:
-        out.add(path, 1, "a tasks file holds only 'deadlines' (and optionally 'sources')")
+        out.add(path, 1, "tệp nhiệm vụ chỉ chứa 'deadlines' (và có thể thêm 'sources')")
     return result, out.problems

@@ -106,19 +106,19 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
     except YamlError as exc:
         raise KnowledgeError([Problem(path, exc.line, exc.message)]) from None
     if not isinstance(doc, LineDict):
-        raise KnowledgeError([Problem(path, 1, "the lexicon must be a mapping")])
+        raise KnowledgeError([Problem(path, 1, "từ điển (lexicon) phải là một bảng")])
 
     def text_list(key: str) -> list[tuple[int, str]]:
         value = doc.get(key)
         if value is None:
             return []
         if not isinstance(value, LineList):
-            problems.append(Problem(path, doc.line_of(key), f"{key!r} must be a list"))
+            problems.append(Problem(path, doc.line_of(key), f"{key!r} phải là một danh sách"))
             return []
         items = []
         for index, item in enumerate(value):
             if not isinstance(item, str) or not words(item):
-                problems.append(Problem(path, value.line_of(index), f"{key!r}: empty item"))
+                problems.append(Problem(path, value.line_of(index), f"{key!r}: có phần tử trống"))
                 continue
             items.append((value.line_of(index), item))
         return items
@@ -126,14 +126,18 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
     abbreviations: dict[str, Phrase] = {}
     raw_abbr = doc.get("abbreviations") or LineDict()
     if not isinstance(raw_abbr, LineDict):
-        problems.append(Problem(path, doc.line_of("abbreviations"), "must be a mapping"))
+        problems.append(
+            Problem(path, doc.line_of("abbreviations"), "'abbreviations' phải là một bảng")
+        )
         raw_abbr = LineDict()
     for key, value in raw_abbr.items():
         short = words(key)
         expansion = _phrase(str(value)) if value is not None else ()
         if len(short) != 1 or not expansion:
             problems.append(
-                Problem(path, raw_abbr.line_of(key), f"abbreviation {key!r}: need one word -> text")
+                Problem(
+                    path, raw_abbr.line_of(key), f"viết tắt {key!r}: cần một từ -> cụm từ đầy đủ"
+                )
             )
             continue
         abbreviations[short[0]] = expansion
@@ -141,43 +145,49 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
     synonyms: dict[Phrase, Phrase] = {}
     raw_groups = doc.get("synonyms") or LineList()
     if not isinstance(raw_groups, LineList):
-        problems.append(Problem(path, doc.line_of("synonyms"), "'synonyms' must be a list"))
+        problems.append(Problem(path, doc.line_of("synonyms"), "'synonyms' phải là một danh sách"))
         raw_groups = LineList()
     for index, group in enumerate(raw_groups):
         line = raw_groups.line_of(index)
         if not isinstance(group, list) or len(group) < 2:
-            problems.append(Problem(path, line, "a synonym group lists at least two phrases"))
+            problems.append(Problem(path, line, "mỗi nhóm từ đồng nghĩa cần ít nhất hai cụm từ"))
             continue
         phrases = [_phrase(str(item)) for item in group]
         if not all(phrases):
-            problems.append(Problem(path, line, "a synonym group has an empty phrase"))
+            problems.append(Problem(path, line, "nhóm từ đồng nghĩa có cụm từ trống"))
             continue
         canonical = phrases[0]
         for variant in phrases[1:]:
             if variant in synonyms and synonyms[variant] != canonical:
-                problems.append(Problem(path, line, f"{' '.join(variant)!r} is in two groups"))
+                problems.append(Problem(path, line, f"{' '.join(variant)!r} nằm trong hai nhóm"))
             synonyms[variant] = canonical
 
     intents: dict[str, tuple[Phrase, ...]] = {}
     raw_intents = doc.get("intents") or LineDict()
     if not isinstance(raw_intents, LineDict):
-        problems.append(Problem(path, doc.line_of("intents"), "'intents' must be a mapping"))
+        problems.append(Problem(path, doc.line_of("intents"), "'intents' phải là một bảng"))
         raw_intents = LineDict()
     for name, texts in raw_intents.items():
         if not isinstance(texts, list) or not all(isinstance(item, str) for item in texts):
-            problems.append(Problem(path, raw_intents.line_of(name), f"intent {name!r}: a list"))
+            problems.append(
+                Problem(
+                    path,
+                    raw_intents.line_of(name),
+                    f"ý định {name!r}: phải là một danh sách cụm từ",
+                )
+            )
             continue
         intents[name] = tuple(phrase for phrase in map(_phrase, texts) if phrase)
 
     settings = doc.get("search")
     if not isinstance(settings, LineDict):
-        problems.append(Problem(path, doc.line, "missing 'search' settings"))
+        problems.append(Problem(path, doc.line, "thiếu phần cài đặt 'search'"))
         settings = LineDict()
 
     def number(key: str, default: float) -> float:
         value = settings.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(Problem(path, settings.line_of(key), f"search.{key} must be a number"))
+            problems.append(Problem(path, settings.line_of(key), f"search.{key} phải là một số"))
             return default
         return float(value)
 

@@ -181,7 +181,7 @@ def load_entities(
     except YamlError as exc:
         raise KnowledgeError([Problem(path, exc.line, exc.message)]) from None
     if not isinstance(doc, LineDict):
-        raise KnowledgeError([Problem(path, 1, "the entity vocabulary must be a mapping")])
+        raise KnowledgeError([Problem(path, 1, "từ vựng thực thể (entities) phải là một bảng")])
     tables: dict[str, dict[Phrase, str]] = {}
     generic: set[str] = set()
     for kind in ENTITY_KINDS:
@@ -190,7 +190,7 @@ def load_entities(
             tables[kind] = {}
             continue
         if not isinstance(section, LineDict):
-            problems.append(Problem(path, doc.line_of(kind), f"{kind!r} must be a mapping"))
+            problems.append(Problem(path, doc.line_of(kind), f"{kind!r} phải là một bảng"))
             continue
         table: dict[Phrase, str] = {}
         for entity, value in section.items():
@@ -201,12 +201,14 @@ def load_entities(
                     generic.add(str(entity))
                 texts = value.get("phrases")
             if not isinstance(texts, list) or not texts:
-                problems.append(Problem(path, line, f"{kind}.{entity}: a list of phrases"))
+                problems.append(
+                    Problem(path, line, f"{kind}.{entity}: phải là một danh sách cụm từ")
+                )
                 continue
             for text in texts:
                 phrase = tuple(canonical(str(text)))
                 if not phrase:
-                    problems.append(Problem(path, line, f"{kind}.{entity}: empty phrase"))
+                    problems.append(Problem(path, line, f"{kind}.{entity}: có cụm từ trống"))
                     continue
                 if entity == "each":  # a list of entities named by their own phrase
                     table[phrase] = "_".join(phrase)
@@ -214,7 +216,9 @@ def load_entities(
                 if phrase in table and table[phrase] != str(entity):
                     problems.append(
                         Problem(
-                            path, line, f"{' '.join(phrase)!r} is both {table[phrase]} and {entity}"
+                            path,
+                            line,
+                            f"{' '.join(phrase)!r} vừa là {table[phrase]} vừa là {entity}",
                         )
                     )
                 table[phrase] = str(entity)

@@ -95,13 +95,13 @@ def load_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise YamlError(path, 0, f"not UTF-8 text ({exc.reason})") from None
+        raise YamlError(path, 0, f"không phải văn bản UTF-8 ({exc.reason})") from None
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
         message = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise YamlError(path, line, f"invalid YAML: {message}") from None
+        raise YamlError(path, line, f"YAML không hợp lệ: {message}") from None
     except yaml.YAMLError as exc:
-        raise YamlError(path, 0, f"invalid YAML: {exc}") from None
+        raise YamlError(path, 0, f"YAML không hợp lệ: {exc}") from None

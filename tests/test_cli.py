@@ -155,7 +155,7 @@ def test_chat_resolves_follow_ups_from_stdin() -> None:
 def test_kb_check_ok() -> None:
     result = runner.invoke(app, ["kb", "check"])
     assert result.exit_code == 0
-    assert "OK:" in result.stdout
+    assert "Kho kiến thức hợp lệ: " in result.stdout
 
 
 def test_kb_check_reports_file_and_line(tmp_path: Path) -> None:
@@ -167,12 +167,14 @@ def test_kb_check_reports_file_and_line(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["kb", "check", str(broken)])
     assert result.exit_code == 1
-    assert f"{broken / 'a.yaml'}:6: entry: missing required field 'questions'" in result.stdout
+    assert f"{broken / 'a.yaml'}:6: mục: thiếu trường bắt buộc 'questions'" in result.stdout
+    problems = result.stdout.count(f"{broken / 'a.yaml'}:")
+    assert f"Có {problems} lỗi trong kho kiến thức." in result.output
 
 
 def test_db_upgrade_and_unanswered(isolated_env: Path) -> None:
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
-    assert "up to date" in runner.invoke(app, ["db", "current"]).stdout
+    assert "bản mới nhất." in runner.invoke(app, ["db", "current"]).stdout
     empty = runner.invoke(app, ["kb", "unanswered", "--days", "7"])
     assert "Không có câu hỏi nào chưa trả lời trong 7 ngày qua." in empty.stdout
     asked = (
@@ -203,7 +205,24 @@ def test_the_assistant_runs_on_uvloop() -> None:
 def test_run_refuses_an_unmigrated_database() -> None:
     result = runner.invoke(app, ["chat"], input="")
     assert result.exit_code == 1
-    assert "troly db upgrade" in result.output
+    assert result.output.startswith("Lỗi: cơ sở dữ liệu chưa có bảng nào, mã này cần")
+    assert "chạy `troly db upgrade`" in result.output
+
+
+def test_db_current_says_what_to_do() -> None:
+    from bot.services import head_revision
+
+    before = runner.invoke(app, ["db", "current"])
+    assert before.stdout == "Cơ sở dữ liệu chưa có bảng nào: chạy `troly db upgrade`.\n"
+    assert runner.invoke(app, ["db", "upgrade", "0007"]).exit_code == 0
+    behind = runner.invoke(app, ["db", "current"])
+    assert behind.stdout.startswith("Lược đồ cơ sở dữ liệu đang ở phiên bản 0007, chưa phải")
+    assert behind.stdout.endswith(": chạy `troly db upgrade`.\n")
+    upgraded = runner.invoke(app, ["db", "upgrade"])
+    head = head_revision()
+    assert upgraded.stdout == f"Lược đồ cơ sở dữ liệu đang ở phiên bản {head}.\n"
+    after = runner.invoke(app, ["db", "current"])
+    assert after.stdout == f"Lược đồ cơ sở dữ liệu đang ở phiên bản {head}, bản mới nhất.\n"
 
 
 def test_run_refuses_an_invalid_knowledge_base(
@@ -218,14 +237,14 @@ def test_run_refuses_an_invalid_knowledge_base(
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 1
     assert "zz.yaml:2" in result.output
-    assert "will not start" in result.output
+    assert "trợ lý không khởi động" in result.output
 
 
 def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIMEZONE", "Asia/Atlantis")
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 2
-    assert "TIMEZONE: unknown time zone" in result.output
+    assert "TIMEZONE: không có múi giờ 'Asia/Atlantis'" in result.output
 
 
 def test_make_run_path_with_no_configuration(tmp_path: Path) -> None:

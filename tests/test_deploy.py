@@ -278,7 +278,7 @@ def test_env_example_without_secrets_is_refused(
 
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
-    with pytest.raises(SettingsError, match="WEBHOOK_SECRET is required"):
+    with pytest.raises(SettingsError, match="cần đặt WEBHOOK_SECRET"):
         load_settings(_env_file=ENV_EXAMPLE)
 
 

@@ -414,7 +414,7 @@ def test_metrics_and_log_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     short = "tooshort"
     message = error(metrics_token=short)
     assert "METRICS_TOKEN" in message and short not in message
-    assert "METRICS_PORT must differ from WEBHOOK_PORT" in error(
+    assert "METRICS_PORT phải khác WEBHOOK_PORT" in error(
         webhook_base_url="https://troly.example.vn",
         webhook_secret="s3cret-webhook",
         webhook_port=8080,

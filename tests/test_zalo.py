@@ -437,7 +437,7 @@ async def test_prepare_checks_the_token(app: App) -> None:
 
         wrong = "999999:wrong-token-value-xyz"
         bad = ZaloChannel(app, token=wrong, api_base_url=server.base_url)
-        with pytest.raises(RuntimeError, match="did not accept") as caught:
+        with pytest.raises(RuntimeError, match="Zalo không chấp nhận token bot") as caught:
             await bad.prepare()
         assert wrong not in str(caught.value) and "wrong-token" not in str(caught.value)
         await bad.close()

@@ -321,7 +321,9 @@ class TelegramChannel:
             self.username = me.username
             log.info("Telegram bot @%s connected", me.username)
         except TelegramAPIError as exc:
-            raise RuntimeError(f"Telegram did not accept the bot token: {exc}") from None
+            raise RuntimeError(
+                f"Telegram không chấp nhận token bot (TELEGRAM_BOT_TOKEN): {exc}"
+            ) from None
         try:
             await self.bot.set_my_commands(
                 bot_commands(self.app.guest_menu), scope=BotCommandScopeDefault()

@@ -507,9 +507,9 @@ class ZaloChannel:
         try:
             me = await self.client.get_me()
         except ZaloAPIError as exc:
-            raise RuntimeError(f"Zalo did not accept the bot token: {exc}") from None
+            raise RuntimeError(f"Zalo không chấp nhận token bot (ZALO_BOT_TOKEN): {exc}") from None
         except ZaloError as exc:
-            raise RuntimeError(f"the Zalo Bot API is unreachable: {exc}") from None
+            raise RuntimeError(f"không kết nối được Zalo Bot API: {exc}") from None
         self.name = str(me.get("display_name") or me.get("account_name") or me.get("name") or "")
         log.info("Zalo bot %s connected", self.name or "(unnamed)")
 
@@ -599,7 +599,7 @@ class ZaloChannel:
         try:
             await self.client.set_webhook(f"{base_url.rstrip('/')}{WEBHOOK_PATH}", secret)
         except ZaloError as exc:
-            raise RuntimeError(f"Zalo refused the webhook: {exc}") from None
+            raise RuntimeError(f"Zalo từ chối đăng ký webhook: {exc}") from None
         log.info("Zalo webhook registered at %s%s", base_url.rstrip("/"), WEBHOOK_PATH)
 
     async def close(self) -> None:

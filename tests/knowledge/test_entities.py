@@ -314,7 +314,7 @@ def test_no_entity_is_found_in_chit_chat() -> None:
 def test_a_phrase_given_to_two_entities_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "entities.yaml"
     path.write_text("levels:\n  xa: [xã]\n  co_so: [xã]\n", encoding="utf-8")
-    with pytest.raises(KnowledgeError, match="both"):
+    with pytest.raises(KnowledgeError, match="vừa là xa vừa là co_so"):
         load_entities(analyzer().canonical, path)
 
 

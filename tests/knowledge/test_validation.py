@@ -54,7 +54,7 @@ def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     problems = messages(tmp_path)
     assert len(problems) == 1
     assert problems[0].startswith(f"{bad}:7:") or problems[0].startswith(f"{bad}:8:")
-    assert "invalid YAML" in problems[0]
+    assert "YAML không hợp lệ" in problems[0]
 
 
 def test_missing_field_unknown_field_and_bad_reference(tmp_path: Path) -> None:
@@ -77,9 +77,9 @@ def test_missing_field_unknown_field_and_bad_reference(tmp_path: Path) -> None:
         """,
     )
     problems = messages(tmp_path)
-    assert f"{path}:2: entry 'mot': unknown source 'khong-co'" in problems
-    assert any(p.startswith(f"{path}:10: entry: unknown field 'anwser'") for p in problems)
-    assert f"{path}:7: entry: missing required field 'answer'" in problems
+    assert f"{path}:2: mục 'mot': không có nguồn 'khong-co'" in problems
+    assert any(p.startswith(f"{path}:10: mục: không có trường 'anwser'") for p in problems)
+    assert f"{path}:7: mục: thiếu trường bắt buộc 'answer'" in problems
 
 
 def test_duplicate_ids_across_files(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_duplicate_ids_across_files(tmp_path: Path) -> None:
     first = write(tmp_path, "a.yaml", ENTRY)
     second = write(tmp_path, "b.yaml", ENTRY)
     problems = messages(tmp_path)
-    assert problems == [f"{second}:2: duplicate entry id 'mot' (first at {first}:2)"]
+    assert problems == [f"{second}:2: trùng mã mục 'mot' (đã có tại {first}:2)"]
 
 
 def test_deadline_checks(tmp_path: Path) -> None:
@@ -108,8 +108,8 @@ def test_deadline_checks(tmp_path: Path) -> None:
         """,
     )
     problems = messages(tmp_path)
-    assert any(p.startswith(f"{path}:4: deadline: unknown level 'tinh'") for p in problems)
-    assert any(p.startswith(f"{path}:5: deadline: 'due' must be a date") for p in problems)
+    assert any(p.startswith(f"{path}:4: hạn: không có cấp 'tinh'") for p in problems)
+    assert any(p.startswith(f"{path}:5: hạn: 'due' phải là ngày dạng YYYY-MM-DD") for p in problems)
 
 
 def test_deadline_with_unknown_entry(tmp_path: Path) -> None:
@@ -129,16 +129,16 @@ def test_deadline_with_unknown_entry(tmp_path: Path) -> None:
             entry: khong-co
         """,
     )
-    assert messages(tmp_path) == [f"{path}:2: deadline 'dl': unknown entry 'khong-co'"]
+    assert messages(tmp_path) == [f"{path}:2: hạn 'dl': không có mục 'khong-co'"]
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", "the file is empty"),
-        ("- a\n- b\n", "the top level must be a mapping"),
-        ("entries: nope\n", "'entries' must be a list"),
-        ("questions: []\n", "unknown section 'questions'"),
+        ("", "tệp trống"),
+        ("- a\n- b\n", "tệp phải là một bảng gồm các phần"),
+        ("entries: nope\n", "'entries' phải là một danh sách"),
+        ("questions: []\n", "không có phần 'questions'"),
     ],
 )
 def test_malformed_files(tmp_path: Path, text: str, expected: str) -> None:
@@ -161,7 +161,7 @@ def test_not_utf8(tmp_path: Path) -> None:
     write(tmp_path, "sources.yaml", SOURCE)
     path = tmp_path / "entries.yaml"
     path.write_bytes(b"entries:\n  - id: mot\n    title: \xd0\xe0i h\xf4i\n")
-    assert any("not UTF-8" in p for p in messages(tmp_path))
+    assert any("không phải văn bản UTF-8" in p for p in messages(tmp_path))
 
 
 # --------------------------------------------------------------------------- kind and levels
@@ -242,11 +242,11 @@ def test_bad_kind_and_levels_name_file_and_line(tmp_path: Path) -> None:
     )
     problems = messages(tmp_path)
     assert (
-        f"{path}:7: entry: 'kind' must be one of answer, not_stated, got 'unknown'" in problems
+        f"{path}:7: mục: 'kind' phải là một trong answer, not_stated, đang là 'unknown'" in problems
     ), problems
-    assert any(p.startswith(f"{path}:13: entry: unknown level 'huyen'") for p in problems)
-    assert f"{path}:19: entry: 'levels' repeats 'xa'" in problems
-    assert f"{path}:25: entry: 'levels' must be a list" in problems
+    assert any(p.startswith(f"{path}:13: mục: không có cấp 'huyen'") for p in problems)
+    assert f"{path}:19: mục: 'levels' lặp lại 'xa'" in problems
+    assert f"{path}:25: mục: 'levels' phải là một danh sách" in problems
 
 
 def test_not_stated_needs_a_clause_and_cannot_back_a_deadline(tmp_path: Path) -> None:
@@ -286,7 +286,7 @@ def test_not_stated_needs_a_clause_and_cannot_back_a_deadline(tmp_path: Path) ->
         """,
     )
     assert messages(tmp_path) == [
-        f"{entries}:2: entry 'mot': a not_stated entry must cite the nearest clause ('clause')",
-        f"{deadlines}:2: deadline 'dl': entry 'hai' is not_stated, "
-        "a deadline must point at an entry that answers",
+        f"{entries}:2: mục 'mot': mục not_stated phải dẫn điều khoản gần nhất ('clause')",
+        f"{deadlines}:2: hạn 'dl': mục 'hai' là not_stated, "
+        "hạn phải trỏ tới một mục trả lời (kind: answer)",
     ]

@@ -61,10 +61,11 @@ def test_tasks_list_adds_a_later_directive(tmp_path: Path, monkeypatch: pytest.M
     (tasks_dir / "sai.yaml").write_text(broken, encoding="utf-8")
     refused = runner.invoke(cli, ["tasks", "list"])
     assert refused.exit_code == 1
-    assert "sai.yaml:8: deadline: unknown level 'tinh'" in refused.output
+    assert "sai.yaml:8: hạn: không có cấp 'tinh'" in refused.output
     assert "Định nghĩa nhiệm vụ không hợp lệ, chưa thay đổi gì." in refused.output
     chat = runner.invoke(cli, ["chat"], input="")
     assert chat.exit_code == 1 and "sai.yaml:8" in chat.output
+    assert "Lỗi: Định nghĩa nhiệm vụ có lỗi (các dòng trên)" in chat.output
 
 
 @pytest.mark.parametrize(

@@ -98,5 +98,5 @@ def test_console_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(web_port="").web_port is None
     with pytest.raises(SettingsError, match="WEB_BASE_URL"):
         load_settings(web_base_url="quan-tri.example.org")
-    with pytest.raises(SettingsError, match="WEB_PORT must differ"):
+    with pytest.raises(SettingsError, match="WEB_PORT phải khác"):
         load_settings(web_port=9100, metrics_port=9100)
