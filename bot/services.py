@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import App
 from bot.settings import Settings
 from bot.storage.db import (
-    AsyncSession,
     SessionFactory,
     alembic_config,
     create_engine,
@@ -18,8 +16,8 @@ from bot.storage.db import (
     make_session_factory,
 )
 from handlers import ROUTES, weblogin
-from handlers.tasks import load_task_specs, sync_tasks
-from knowledge import Knowledge, KnowledgeError, load_knowledge
+from handlers.tasks import sync_task_definitions
+from knowledge import Knowledge, load_knowledge
 from scheduler.policy import PushPolicy
 
 __all__ = [
@@ -39,16 +37,6 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-async def sync_task_definitions(
-    session: AsyncSession, knowledge: Knowledge, tasks_dir: Path | None
-) -> tuple[int, int, int]:
-    """Tasks from the knowledge base's deadlines and TASKS_DIR, stored (refusing bad files)."""
-    specs, problems = load_task_specs(knowledge, tasks_dir)
-    if problems:
-        raise KnowledgeError(problems)
-    return await sync_tasks(session, specs)
 
 
 @dataclass

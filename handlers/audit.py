@@ -37,6 +37,7 @@ __all__ = [
 
 ACTION_NAMES = {
     "units.import": "Nhập đơn vị",
+    "tasks.import": "Nhập nhiệm vụ",
     "invite.create": "Tạo mã mời",
     "invite.revoke": "Thu hồi mã mời",
     "broadcast.send": "Gửi thông báo",

@@ -30,7 +30,7 @@ from handlers.reports import write_workbook
 from handlers.rollup import STATES, compute
 from handlers.units import LEVEL_NAMES, PATH_DIGITS
 from handlers.weblogin import LINK_MINUTES, LOGIN_PATH, login_state, use_login
-from web import audit, broadcasts, invites, people, questions, reminders
+from web import audit, broadcasts, invites, people, questions, reminders, tasks
 from web import units as unit_pages
 from web.auth import (
     COOKIE,
@@ -369,6 +369,7 @@ def register_console(
     reminders.register(app, console)
     questions.register(app, console)
     broadcasts.register(app, console)
+    tasks.register(app, console)
     router.add_static("/static/", HERE / "static")
 
 
