@@ -22,7 +22,7 @@ from handlers.tasks import load_task_specs, task_file_name
 from knowledge import Knowledge
 from tests.conftest import Chat
 from tests.progress.test_tasks import LATER
-from tests.web.conftest import BASE, People, make_services, person_id
+from tests.web.conftest import BASE, People, make_services, person_id, set_role
 from tests.web.test_console import csrf_of, get_link, sign_in
 from tests.web.test_units import hidden
 
@@ -83,7 +83,7 @@ def text_of(html: str) -> str:
 
 
 async def test_any_console_user_sees_the_knowledge_base_tasks(
-    tasks_client: Client, people: People, knowledge: Knowledge
+    tasks_client: Client, people: People, knowledge: Knowledge, tree: AsyncEngine
 ) -> None:
     assert (await tasks_client.get("/nhiem-vu")).status == 401
     await signed_in(tasks_client, people.hn_admin)
@@ -111,6 +111,10 @@ async def test_any_console_user_sees_the_knowledge_base_tasks(
     assert "Chỉ quản trị hệ thống nhập được tệp nhiệm vụ" in await refused.text()
     applied = await tasks_client.post("/nhiem-vu/ap-dung", data={"csrf": csrf, "tep": "eA=="})
     assert applied.status == 403
+    # Made an official: the console, this page included, is closed.
+    await set_role(tree, "hn-admin", "official")
+    assert (await tasks_client.get("/nhiem-vu")).status == 403
+    assert (await upload(tasks_client, csrf, LATER)).status == 403
 
 
 async def test_officials_and_forms_without_csrf_are_refused(
