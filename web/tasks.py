@@ -13,8 +13,6 @@ field: the server keeps nothing between the two steps and trusts nothing it gets
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from handlers.tasks import (
 )
 from knowledge import KnowledgeError
 from web.auth import COOKIE, SECURITY_HEADERS, SignedIn, csrf_ok
+from web.uploads import carried, carry, read_upload
 
 if TYPE_CHECKING:
     from web.app import Console
@@ -128,23 +127,9 @@ class TaskPages:
         )
 
     async def _form(self, request: web.Request) -> dict[str, str | bytes | None]:
-        """``csrf``, ``ten`` and ``tep`` (an upload as bytes, at most MAX_FILE + 1)."""
-        try:
-            form = await request.clone(client_max_size=MAX_BODY).post()
-        except web.HTTPRequestEntityTooLarge:
-            raise self._too_large() from None
-        fields: dict[str, str | bytes | None] = {}
-        for key, value in form.items():
-            if isinstance(value, web.FileField):
-                try:
-                    if key == "tep" and "tep" not in fields:
-                        fields["tep"] = value.file.read(MAX_FILE + 1)
-                        fields["ten"] = value.filename
-                finally:
-                    value.file.close()
-            elif key not in fields and key in {"csrf", "ten", "tep"}:
-                fields[key] = value if isinstance(value, str) else None
-        return fields
+        return await read_upload(
+            request, max_body=MAX_BODY, max_file=MAX_FILE, too_large=self._too_large
+        )
 
     async def _admin(self, request: web.Request) -> tuple[str | None, dict[str, Any], SignedIn]:
         """The form of a root admin's POST with a valid CSRF token (else the refusal)."""
@@ -186,7 +171,7 @@ class TaskPages:
             plan=plan,
             problems=problems,
             changes=changes,
-            content=base64.b64encode(data).decode("ascii") if changes and not problems else "",
+            content=carry(data) if changes and not problems else "",
             may_import=True,
             **self._help(),
         )
@@ -225,11 +210,7 @@ class TaskPages:
         if self.tasks_dir is None:
             return self._no_tasks_dir(signed_in)
         filename = str(form.get("ten") or "")
-        content = form.get("tep")
-        try:
-            data = base64.b64decode(content, validate=True) if isinstance(content, str) else b""
-        except (binascii.Error, ValueError):
-            data = b""
+        data = carried(form.get("tep"))
         if not data:
             return self.console.message(
                 "Không đọc được tệp",

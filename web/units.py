@@ -17,8 +17,6 @@ again, with the scope, before anything is written.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -48,6 +46,7 @@ from handlers.units import (
     subtree_counts,
 )
 from web.auth import COOKIE, SECURITY_HEADERS, SignedIn, csrf_ok
+from web.uploads import carried, carry, read_upload
 
 if TYPE_CHECKING:
     from web.app import Console
@@ -181,26 +180,9 @@ class UnitPages:
     # ------------------------------------------------------------------ import
 
     async def _form(self, request: web.Request) -> dict[str, str | bytes | None]:
-        """The posted form's fields, up to MAX_BODY (aiohttp's default limit is 1 MiB); an
-        uploaded file is read (at most MAX_FILE + 1 bytes) and its spool file closed. Keys:
-        ``csrf``, ``ten``, ``tep`` (text fields as text; an upload as bytes, ``ten`` then its
-        file name)."""
-        try:
-            form = await request.clone(client_max_size=MAX_BODY).post()
-        except web.HTTPRequestEntityTooLarge:
-            raise self._too_large() from None
-        fields: dict[str, str | bytes | None] = {}
-        for key, value in form.items():
-            if isinstance(value, web.FileField):
-                try:
-                    if key == "tep" and "tep" not in fields:
-                        fields["tep"] = value.file.read(MAX_FILE + 1)
-                        fields["ten"] = value.filename
-                finally:
-                    value.file.close()
-            elif key not in fields and key in {"csrf", "ten", "tep"}:
-                fields[key] = value if isinstance(value, str) else None
-        return fields
+        return await read_upload(
+            request, max_body=MAX_BODY, max_file=MAX_FILE, too_large=self._too_large
+        )
 
     def _too_large(self) -> web.HTTPRequestEntityTooLarge:
         return web.HTTPRequestEntityTooLarge(
@@ -245,7 +227,7 @@ class UnitPages:
             created=plan.created[:PREVIEW_SHOWN] if plan is not None else [],
             updated=plan.updated[:PREVIEW_SHOWN] if plan is not None else [],
             shown=PREVIEW_SHOWN,
-            content=base64.b64encode(data).decode("ascii") if changes and not problems else "",
+            content=carry(data) if changes and not problems else "",
             scope=_scope(signed_in.identity),
             **self._import_help(),
         )
@@ -299,11 +281,7 @@ class UnitPages:
         filename = _filename(form.get("ten"))
         async with self.console.services.sessions() as db:
             signed_in = await self.console._signed_in(db, request)
-            content = form.get("tep")
-            try:
-                data = base64.b64decode(content, validate=True) if isinstance(content, str) else b""
-            except (binascii.Error, ValueError):
-                data = b""
+            data = carried(form.get("tep"))
             if not data:
                 return self.console.message(
                     "Không đọc được tệp",
