@@ -20,6 +20,7 @@ unit id checked against the scope again, and ``kem``), which says what was done.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -279,6 +280,12 @@ class PeoplePages:
 
     async def lock(self, request: web.Request) -> web.StreamResponse:
         """``POST /can-bo/{id}/khoa``: lock, cancel what was queued for them, back to the list."""
+        return await self._switch(request, deactivate_person, "khoa")
+
+    async def _switch(
+        self, request: web.Request, change_person: Callable[..., Awaitable[PersonChange]], done: str
+    ) -> web.StreamResponse:
+        """Lock or reopen (``change_person``) the person of a confirmed POST, back to the list."""
         data = await request.post()
         if not csrf_ok(request.cookies.get(COOKIE), data.get("csrf")):
             return self.console._forbidden_form()
@@ -287,7 +294,7 @@ class PeoplePages:
             identity = signed_in.identity
             target = await self._target(db, identity, request, data)
             try:
-                change = await deactivate_person(
+                change = await change_person(
                     db,
                     person_id=target.person.id or 0,
                     scope=_scope(identity),
@@ -297,7 +304,7 @@ class PeoplePages:
             except UserError as problem:
                 raise self._refused(str(problem)) from None
             await db.commit()
-        raise self._done(target, "khoa", change)
+        raise self._done(target, done, change)
 
     async def reopen_form(self, request: web.Request) -> web.StreamResponse:
         """``GET /can-bo/{id}/mo-lai``: what reopening does, «Xác nhận mở lại» or «Quay lại»."""
@@ -330,25 +337,7 @@ class PeoplePages:
 
     async def reopen(self, request: web.Request) -> web.StreamResponse:
         """``POST /can-bo/{id}/mo-lai``: reopen, back to the list."""
-        data = await request.post()
-        if not csrf_ok(request.cookies.get(COOKIE), data.get("csrf")):
-            return self.console._forbidden_form()
-        async with self.console.services.sessions() as db:
-            signed_in = await self.console._signed_in(db, request)
-            identity = signed_in.identity
-            target = await self._target(db, identity, request, data)
-            try:
-                change = await activate_person(
-                    db,
-                    person_id=target.person.id or 0,
-                    scope=_scope(identity),
-                    now=self.console.now(),
-                    actor=Actor("web", identity.person.id),
-                )
-            except UserError as problem:
-                raise self._refused(str(problem)) from None
-            await db.commit()
-        raise self._done(target, "mo-lai", change)
+        return await self._switch(request, activate_person, "mo-lai")
 
     # ------------------------------------------------------------------ move
 
