@@ -11,6 +11,7 @@ Skipped on a machine without Chromium or Playwright; under CI=true that is a fai
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -18,7 +19,7 @@ import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -37,6 +38,9 @@ from tests.conftest import ROOT, Clock, require
 from tests.test_zalo import free_port
 from tests.web.conftest import make_services
 from web.app import create_web_app
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 pytestmark = pytest.mark.browser
 
@@ -107,6 +111,32 @@ async def sign_in_link(engine: AsyncEngine, base_url: str, now: datetime) -> str
         return link
 
 
+@contextlib.asynccontextmanager
+async def signed_in_page(
+    chromium: str, device: str, console: str, link: str, errors: list[str]
+) -> AsyncIterator[Page]:
+    """Chromium at ``device``'s size, signed in with ``link`` (on «Tổng quan»); script errors
+    of the page go to ``errors``. Launched with --no-sandbox: CI runs as root in a container,
+    where Chromium's sandbox cannot start."""
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            options: dict[str, Any] = dict(VIEWPORTS[device])
+            context = await browser.new_context(locale="vi-VN", **options)
+            context.set_default_timeout(10_000)
+            page = await context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(link)
+            await page.get_by_role("button", name="Đăng nhập").click()
+            await expect(page).to_have_url(f"{console}/tien-do")
+            yield page
+            await context.close()
+        finally:
+            await browser.close()
+
+
 @pytest.fixture
 async def console(
     knowledge: Knowledge,
@@ -135,7 +165,7 @@ async def console(
 async def test_a_person_uses_the_console_in_chromium(
     chromium: str, device: str, console: str, tree: AsyncEngine, clock: Clock, tmp_path: Path
 ) -> None:
-    from playwright.async_api import Page, async_playwright, expect
+    from playwright.async_api import async_playwright, expect
 
     link = await sign_in_link(tree, console, clock.now)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

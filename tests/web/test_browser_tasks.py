@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,6 +24,7 @@ from tests.web.test_browser import (  # noqa: F401 - fixtures
     VIEWPORTS,
     chromium,
     sign_in_link,
+    signed_in_page,
 )
 from tests.web.test_tasks import stored_tasks
 
@@ -62,7 +62,7 @@ async def test_a_root_admin_imports_a_tasks_file_in_chromium(
     clock: Clock,
     tmp_path: Path,
 ) -> None:
-    from playwright.async_api import Page, async_playwright, expect
+    from playwright.async_api import Page, expect
 
     console, tasks_dir = tasks_console
     link = await sign_in_link(tree, console, clock.now)
@@ -76,56 +76,42 @@ async def test_a_root_admin_imports_a_tasks_file_in_chromium(
         await page.screenshot(path=SCREENSHOTS / f"{device}-{name}.png", full_page=True)
 
     errors: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            options: dict[str, Any] = dict(VIEWPORTS[device])
-            context = await browser.new_context(locale="vi-VN", **options)
-            context.set_default_timeout(10_000)
-            page = await context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            heading = page.get_by_role("heading", level=1)
+    async with signed_in_page(chromium, device, console, link, errors) as page:
+        heading = page.get_by_role("heading", level=1)
 
-            await page.goto(link)
-            await page.get_by_role("button", name="Đăng nhập").click()
-            await expect(page).to_have_url(f"{console}/tien-do")
+        await page.locator("header nav").get_by_role("link", name="Nhiệm vụ").click()
+        await expect(heading).to_have_text("Nhiệm vụ")
+        table = page.locator("table.tasks")
+        await expect(table).to_contain_text("dai-hoi-thang-8")
+        await expect(table).to_contain_text("cơ sở tri thức")
+        await shoot(page, "nhiem-vu")
 
-            await page.locator("header nav").get_by_role("link", name="Nhiệm vụ").click()
-            await expect(heading).to_have_text("Nhiệm vụ")
-            table = page.locator("table.tasks")
-            await expect(table).to_contain_text("dai-hoi-thang-8")
-            await expect(table).to_contain_text("cơ sở tri thức")
-            await shoot(page, "nhiem-vu")
+        # A bad line: its file and line, nothing to apply, nothing written.
+        await page.get_by_label("Tệp nhiệm vụ").set_input_files(bad)
+        await page.get_by_role("button", name="Xem trước").click()
+        await expect(heading).to_have_text("Xem trước tệp nhiệm vụ")
+        await expect(page.get_by_role("alert")).to_contain_text(
+            "ket-luan-moi-loi.yaml:8: hạn: không có cấp 'tinh'"
+        )
+        await expect(page.get_by_role("button", name="Áp dụng")).to_have_count(0)
+        await shoot(page, "nhiem-vu-loi")
 
-            # A bad line: its file and line, nothing to apply, nothing written.
-            await page.get_by_label("Tệp nhiệm vụ").set_input_files(bad)
-            await page.get_by_role("button", name="Xem trước").click()
-            await expect(heading).to_have_text("Xem trước tệp nhiệm vụ")
-            await expect(page.get_by_role("alert")).to_contain_text(
-                "ket-luan-moi-loi.yaml:8: hạn: không có cấp 'tinh'"
-            )
-            await expect(page.get_by_role("button", name="Áp dụng")).to_have_count(0)
-            await shoot(page, "nhiem-vu-loi")
-
-            # The corrected file: the preview, then applied.
-            await page.get_by_label("Tệp nhiệm vụ").set_input_files(good)
-            await page.get_by_role("button", name="Xem trước").click()
-            await expect(page.get_by_role("status")).to_contain_text(
-                "Tệp có 1 nhiệm vụ: thêm mới 1, cập nhật 0, giữ nguyên 0."
-            )
-            await expect(page.locator("table.preview-added")).to_contain_text("tong-ket-nhiem-ky")
-            await shoot(page, "nhiem-vu-xem-truoc")
-            assert list(tasks_dir.iterdir()) == []  # the preview wrote nothing
-            await page.get_by_role("button", name="Áp dụng").click()
-            await expect(heading).to_have_text("Đã nhập tệp nhiệm vụ")
-            await expect(page.get_by_role("status")).to_contain_text("thêm mới 1")
-            await page.get_by_role("link", name="Xem danh sách nhiệm vụ").click()
-            await expect(table).to_contain_text("tong-ket-nhiem-ky")
-            await expect(table).to_contain_text("tệp ket-luan-moi.yaml")
-            await shoot(page, "nhiem-vu-da-nhap")
-            await context.close()
-        finally:
-            await browser.close()
+        # The corrected file: the preview, then applied.
+        await page.get_by_label("Tệp nhiệm vụ").set_input_files(good)
+        await page.get_by_role("button", name="Xem trước").click()
+        await expect(page.get_by_role("status")).to_contain_text(
+            "Tệp có 1 nhiệm vụ: thêm mới 1, cập nhật 0, giữ nguyên 0."
+        )
+        await expect(page.locator("table.preview-added")).to_contain_text("tong-ket-nhiem-ky")
+        await shoot(page, "nhiem-vu-xem-truoc")
+        assert list(tasks_dir.iterdir()) == []  # the preview wrote nothing
+        await page.get_by_role("button", name="Áp dụng").click()
+        await expect(heading).to_have_text("Đã nhập tệp nhiệm vụ")
+        await expect(page.get_by_role("status")).to_contain_text("thêm mới 1")
+        await page.get_by_role("link", name="Xem danh sách nhiệm vụ").click()
+        await expect(table).to_contain_text("tong-ket-nhiem-ky")
+        await expect(table).to_contain_text("tệp ket-luan-moi.yaml")
+        await shoot(page, "nhiem-vu-da-nhap")
     assert errors == []
     assert (tasks_dir / "ket-luan-moi.yaml").read_text(encoding="utf-8") == LATER
     assert "tong-ket-nhiem-ky" in await stored_tasks(tree)
