@@ -145,15 +145,23 @@ _FOLLOWUP_END = re.compile(r"\b(thi sao|thi the nao|thi ra sao|nua)\s*$")
 # Endings that also close a full question ("… được giao nhiệm vụ gì nhỉ?"): a follow-up only
 # when the message names nothing it is about.
 _WEAK_FOLLOWUP_END = re.compile(r"\b(the nao|ra sao|sao|nhi)\s*$")
+# «này» after a word of time is a time («hôm nay», «năm nay», «tối nay»), not a pointer.
+_TIME_NAY = "".join(
+    f"(?<!{word} )" for word in ("hom", "toi", "sang", "chieu", "trua", "dem", "bay", "dao", "nam")
+)
 _POINTER = re.compile(
-    r"\b(do|ay|nay|tren)\b\s*(?:$|\b(?:la|co|duoc|de|thi|ky|uu tien|cho|ve|phai|gom)\b)"
+    rf"\b(do|ay|{_TIME_NAY}nay|tren)\b\s*(?:$|\b(?:la|co|duoc|de|thi|ky|uu tien|cho|ve|phai|gom)\b)"
 )
 _PRONOUN = re.compile(r"\b(dong chi ay|ong ay|ba ay|nguoi do|van ban do|van ban nay|no)\b")
 
 
-def looks_like_followup(text: str, mentions: Mentions, content_words: int) -> bool:
+def looks_like_followup(
+    text: str, mentions: Mentions, content_words: int, *, foreign: bool = False
+) -> bool:
     """Whether a short message leans on the previous answer: «Còn cấp tỉnh thì sao?», «Ký
-    ngày nào?», «Phối hợp với ai?», «Chương trình đó ưu tiên đối tượng nào?»."""
+    ngày nào?», «Phối hợp với ai?», «Chương trình đó ưu tiên đối tượng nào?». ``foreign``:
+    the message has a word the knowledge base never uses («giá vàng hôm nay»), so a short
+    message naming nothing is a question of its own, not a follow-up."""
     folded = " ".join(re.sub(r"[^\w\s/]", " ", fold(text)).split())
     if not folded or content_words > 14:
         return False
@@ -165,7 +173,7 @@ def looks_like_followup(text: str, mentions: Mentions, content_words: int) -> bo
     if not named and not mentions.levels and _WEAK_FOLLOWUP_END.search(folded):
         return True
     # A short question naming nothing it is about ("Ký ngày nào?", "Phối hợp với ai?").
-    return content_words <= 5 and not named and not mentions.levels
+    return content_words <= 5 and not named and not mentions.levels and not foreign
 
 
 @dataclass(frozen=True, slots=True)

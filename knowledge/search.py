@@ -806,7 +806,12 @@ class SearchEngine:
             return SearchResult(query, False, None, 0.0, (), "empty")
         mentions = self.vocabulary.find(tokens)
         content = sum(1 for t in tokens if t not in _FUNCTION_WORDS)
-        follow = previous is not None and looks_like_followup(asked.query, mentions, content)
+        foreign = any(
+            t not in self._known and not t.isdigit() for t in tokens if t not in _FUNCTION_WORDS
+        )
+        follow = previous is not None and looks_like_followup(
+            asked.query, mentions, content, foreign=foreign
+        )
         search_tokens = tokens
         about = mentions
         if follow and previous is not None:

@@ -181,6 +181,22 @@ async def test_a_new_full_question_after_a_follow_up_starts_afresh(
     assert (await remembered(engine, "asker"))["entry"] == "kl-185-ngay-ban-hanh"
 
 
+async def test_a_short_question_of_another_matter_is_not_taken_as_a_follow_up(
+    app: App,
+) -> None:
+    """After a deadline question, «giá vàng hôm nay» is not «that deadline, today»: «hôm
+    nay» is a time, not «this», and words the knowledge base never uses make a short
+    message a question of its own. «Văn bản này ký ngày nào?» still follows."""
+    asker = Chat(app, user_id="asker")
+    assert "tháng 8" in await asker.say(COMMUNE)
+    for other in ("giá vàng hôm nay", "bóng đá tối nay"):
+        reply = await asker.say(other)
+        assert NO_ANSWER in reply and "tháng 8" not in reply, reply
+    await asker.say(SIGNER)
+    when = await asker.say("Văn bản này ký ngày nào?")
+    assert shown_as_answer(when) and "22/8" in when, when
+
+
 # --------------------------------------------------------------------------- the asker's unit
 
 
