@@ -33,7 +33,7 @@ from bot.storage.db import create_engine, make_session_factory, upgrade_database
 from bot.storage.models import Person, Unit
 from handlers.units import search_units, unit_by_code
 from knowledge import load_knowledge
-from scheduler.policy import PushPolicy
+from scheduler.schedule import LiveSchedule
 from web.app import COOKIE, register_console
 from web.auth import csrf_token, open_session
 
@@ -78,9 +78,7 @@ async def _run(directory: Path) -> None:
             bot_username="troly_bot",  # the sheet and the QR codes carry t.me links
             channels=("telegram", "zalo"),
         )
-        services = Services(
-            settings, knowledge, engine, sessions, app, PushPolicy.from_settings(settings)
-        )
+        services = Services(settings, knowledge, engine, sessions, app, LiveSchedule(settings))
         server_ms: list[float] = []
 
         @web.middleware

@@ -846,7 +846,7 @@ def broadcast_send(
         recipients,
     )
     from handlers.formatting import vn_datetime
-    from scheduler.policy import PushPolicy
+    from scheduler.schedule import LiveSchedule
 
     settings = get_settings()
     text = _read_text(text_file)
@@ -854,13 +854,14 @@ def broadcast_send(
         audience = parse_audience(to)
     except AudienceError as exc:
         fail(str(exc))
-    policy = PushPolicy.from_settings(settings)
+    schedule = LiveSchedule(settings)  # quiet hours: the schedule in force (.env or console)
     now = utcnow()
     today = now.astimezone(settings.zone)
 
     sender = " ".join(sender.split()) or DEFAULT_SENDER
 
     async def preview(session: AsyncSession) -> Preview:
+        await schedule.refresh(session)
         try:
             return await preview_broadcast(
                 session,
@@ -870,7 +871,7 @@ def broadcast_send(
                 scope=None,
                 today=today,
                 now=now,
-                next_allowed=None if urgent else policy.next_allowed,
+                next_allowed=None if urgent else schedule.next_allowed,
             )
         except AudienceError as exc:
             fail(str(exc))
@@ -888,7 +889,7 @@ def broadcast_send(
             f"Đang trong giờ yên lặng: thông báo sẽ bắt đầu được gửi lúc "
             f"{vn_datetime(start_at.astimezone(settings.zone))} (gửi ngay: thêm --urgent)."
         )
-    elif urgent and policy.next_allowed(now) > now:
+    elif urgent and schedule.next_allowed(now) > now:
         say("Gửi ngay (khẩn), không chờ hết giờ yên lặng.")
     if count == 0:
         fail("Không có ai để gửi.")
@@ -1089,18 +1090,28 @@ def reminders_status(
     """
     from handlers.formatting import vn_date
     from handlers.units import require_unit
-    from scheduler.overview import ReminderOverview, age_text, reminder_overview, vn_moment
-    from scheduler.policy import PushPolicy
+    from scheduler.overview import (
+        MISSED_ROUNDS,
+        ReminderOverview,
+        age_text,
+        reminder_overview,
+        vn_moment,
+    )
+    from scheduler.schedule import LiveSchedule, describe, schedule_source
 
     settings = get_settings()
-    policy = PushPolicy.from_settings(settings)
+    schedule = LiveSchedule(settings)
 
     async def fetch(session: AsyncSession) -> ReminderOverview:
         scope = await require_unit(session, unit) if unit else None
-        return await reminder_overview(session, policy=policy, now=utcnow(), scope=scope)
+        await schedule.refresh(session)
+        return await reminder_overview(session, policy=schedule.policy, now=utcnow(), scope=scope)
 
     overview = in_session(settings, fetch)
     backlog = overview.backlog
+    say(f"Lịch nhắc {schedule_source(schedule)}:")
+    for line in describe(schedule.schedule):
+        say(f"  {line.label}: {line.value}")
     if overview.scope is not None:
         say(
             f"Số tin tính cho cán bộ thuộc {overview.scope.name} ({overview.scope.code}) và các "
@@ -1137,7 +1148,7 @@ def reminders_status(
         else:
             say("  Không còn đợt nhắc nào.")
         if item.missed:
-            say(f"  {item.missed} đợt đã qua khi trợ lý chưa chạy nên được bỏ qua.")
+            say(f"  {item.missed} {MISSED_ROUNDS}.")
         if not item.fired:
             say("  Chưa gửi đợt nào.")
             continue

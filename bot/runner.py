@@ -109,6 +109,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
     from bot.core import Transport
     from bot.metrics_web import metrics_handler, start_metrics_server
     from scheduler.leader import LeaderElection
+    from scheduler.schedule import watch
     from scheduler.service import push_service
     from scheduler.transports import TelegramTransport
     from web.app import create_web_app, register_console
@@ -191,9 +192,11 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
         election = LeaderElection(services.engine, retry_interval=ELECTION_RETRY_SECONDS)
         pushes = asyncio.create_task(
             election.run(
-                push_service(settings, services.sessions, transports, services.policy), stop
+                push_service(settings, services.sessions, transports, services.schedule), stop
             )
         )
+        # a reminder schedule saved on the console by another process takes effect here too
+        watcher = asyncio.create_task(watch(services.schedule, services.sessions, stop))
         if election.uses_lock:
             # Several processes on one PostgreSQL database: one polls each bot token (a
             # second getUpdates on a token gets 409 Conflict); the others stand by.
@@ -213,7 +216,7 @@ async def _serve(services: Services, stop: asyncio.Event) -> None:
         stop.set()
         for _, _, stop_poll in pollers:
             await stop_poll()
-        for task in [*tasks, pushes]:
+        for task in [*tasks, pushes, watcher]:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, timeout=15)
         waiter.cancel()

@@ -19,6 +19,7 @@ from handlers import ROUTES, weblogin
 from handlers.tasks import sync_task_definitions
 from knowledge import Knowledge, load_knowledge
 from scheduler.policy import PushPolicy
+from scheduler.schedule import LiveSchedule
 
 __all__ = [
     "SchemaError",
@@ -46,7 +47,12 @@ class Services:
     engine: AsyncEngine
     sessions: SessionFactory
     app: App
-    policy: PushPolicy
+    schedule: LiveSchedule
+
+    @property
+    def policy(self) -> PushPolicy:
+        """The push policy in force (the reminder schedule may change while running)."""
+        return self.schedule.policy
 
     async def close(self) -> None:
         await self.app.flush_confirmations()
@@ -77,14 +83,15 @@ async def build_services(
         await engine.dispose()
         raise
     sessions = make_session_factory(engine)
+    schedule = LiveSchedule(settings)
     try:
         async with sessions() as session:
             await sync_task_definitions(session, knowledge, settings.tasks_dir)
             await session.commit()
+            await schedule.refresh(session)
     except BaseException:
         await engine.dispose()
         raise
-    policy = PushPolicy.from_settings(settings)
     app = App(
         knowledge=knowledge,
         sessions=sessions,
@@ -92,7 +99,7 @@ async def build_services(
         flood_limit=settings.flood_limit_per_minute,
         conversation_timeout_minutes=settings.conversation_timeout_minutes,
         bot_username=settings.telegram_bot_username,
-        push_window=policy.next_allowed,
+        push_window=schedule.next_allowed,
         routes=weblogin.configure(ROUTES, settings.console_base_url),
         channels=[
             name
@@ -103,4 +110,4 @@ async def build_services(
             if token is not None
         ],
     )
-    return Services(settings, knowledge, engine, sessions, app, policy)
+    return Services(settings, knowledge, engine, sessions, app, schedule)

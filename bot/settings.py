@@ -7,12 +7,12 @@ from datetime import date, time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from knowledge import default_knowledge_dir
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["PushSchedule", "Settings", "SettingsError", "load_settings", "validation_messages"]
 
 _TELEGRAM_TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _ASYNC_DRIVERS = {
@@ -28,7 +28,95 @@ class SettingsError(Exception):
     """A setting is missing or wrong; the message names the variable, never a secret."""
 
 
-class Settings(BaseSettings):
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _parse_time(value: str) -> time:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise ValueError(f"{value!r} không phải giờ trong ngày dạng 08:00")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+class PushSchedule(BaseModel):
+    """The reminder schedule: when reminders go out, and when no push may.
+
+    Read from the environment as part of :class:`Settings` (``REMINDER_TIME``, ...); a root
+    admin may replace it from the web console (stored in the database, see
+    ``scheduler.schedule``), validated by this same model, so both paths accept the same
+    values and say the same things about a wrong one."""
+
+    reminder_offsets_days: str = "7,3,1,0"  # days before the deadline (0: its morning)
+    reminder_time: str = "08:00"
+    overdue_every_days: int = Field(default=3, ge=1, le=365)
+    overdue_max_reminders: int = Field(default=3, ge=0, le=30)
+    quiet_hours: str = "21:00-07:00"  # local; empty for none
+    non_working_days: str = ""  # e.g. "sun" or "sat,sun,2025-09-02"
+    weekly_digest: str = "mon 08:00"  # empty: no digest
+
+    @field_validator("reminder_offsets_days")
+    @classmethod
+    def _offsets(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() and int(p) <= 365 for p in parts):
+            raise ValueError("phải là các số ngày (0–365) cách nhau bằng dấu phẩy, ví dụ 7,3,1,0")
+        return ",".join(str(n) for n in sorted({int(p) for p in parts}, reverse=True))
+
+    @field_validator("reminder_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        return f"{_parse_time(value):%H:%M}"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            start, sep, end = value.partition("-")
+            if not sep:
+                raise ValueError("phải có dạng 21:00-07:00 (hoặc để trống)")
+            begins, ends = _parse_time(start), _parse_time(end)
+            if begins == ends:
+                raise ValueError("giờ bắt đầu và giờ kết thúc phải khác nhau")
+            return f"{begins:%H:%M}-{ends:%H:%M}"
+        return value
+
+    @field_validator("non_working_days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        parts: list[str] = []
+        for part in (p.strip().lower() for p in value.split(",") if p.strip()):
+            if part not in _WEEKDAYS:
+                try:
+                    part = date.fromisoformat(part).isoformat()
+                except ValueError:
+                    raise ValueError(
+                        f"{part!r} không phải thứ trong tuần (mon..sun) hay ngày dạng YYYY-MM-DD"
+                    ) from None
+            if part not in parts:
+                parts.append(part)
+        if all(day in parts for day in _WEEKDAYS):
+            raise ValueError("phải còn ít nhất một ngày trong tuần trợ lý được gửi tin")
+        return ",".join(parts)
+
+    @field_validator("weekly_digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value:
+            day, _, at = value.partition(" ")
+            if day not in _WEEKDAYS:
+                raise ValueError("phải có dạng 'mon 08:00' (hoặc để trống)")
+            return f"{day} {_parse_time(at):%H:%M}"
+        return value
+
+    @property
+    def push_schedule(self) -> PushSchedule:
+        """The schedule's fields alone (from :class:`Settings`, the ``.env`` schedule)."""
+        return PushSchedule.model_validate(self.model_dump(include=set(PushSchedule.model_fields)))
+
+
+class Settings(BaseSettings, PushSchedule):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
     )
@@ -69,15 +157,8 @@ class Settings(BaseSettings):
     web_base_url: str | None = None
     web_port: int | None = Field(default=None, ge=1, le=65535)
 
-    # Pushes: reminders, escalations, digests, broadcasts
-    reminder_offsets_days: str = "7,3,1,0"  # days before the deadline (0: its morning)
-    reminder_time: str = "08:00"
-    overdue_every_days: int = Field(default=3, ge=1)
-    overdue_max_reminders: int = Field(default=3, ge=0)
-    quiet_hours: str = "21:00-07:00"  # local; empty for none
-    non_working_days: str = ""  # e.g. "sun" or "sat,sun,2025-09-02"
+    # Pushes (the reminder schedule's fields are PushSchedule's, above)
     misfire_grace_hours: float = Field(default=12.0, ge=0)
-    weekly_digest: str = "mon 08:00"  # empty: no digest
     telegram_rate: float = Field(default=25.0, gt=0)  # messages per second, whole bot
     zalo_rate: float = Field(default=10.0, gt=0)
     per_chat_interval: float = Field(default=1.0, ge=0)  # seconds between two to one chat
@@ -166,57 +247,6 @@ class Settings(BaseSettings):
             raise ValueError("phải là tên máy hoặc địa chỉ để lắng nghe, ví dụ 127.0.0.1")
         return value
 
-    @field_validator("reminder_offsets_days")
-    @classmethod
-    def _offsets(cls, value: str) -> str:
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not all(p.isdigit() and int(p) <= 365 for p in parts):
-            raise ValueError("phải là các số ngày cách nhau bằng dấu phẩy, ví dụ 7,3,1,0")
-        return ",".join(parts)
-
-    @field_validator("reminder_time")
-    @classmethod
-    def _clock_time(cls, value: str) -> str:
-        _parse_time(value)
-        return value.strip()
-
-    @field_validator("quiet_hours")
-    @classmethod
-    def _quiet(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            start, sep, end = value.partition("-")
-            if not sep:
-                raise ValueError("phải có dạng 21:00-07:00 (hoặc để trống)")
-            _parse_time(start)
-            _parse_time(end)
-        return value
-
-    @field_validator("non_working_days")
-    @classmethod
-    def _days(cls, value: str) -> str:
-        for part in (p.strip().lower() for p in value.split(",") if p.strip()):
-            if part in _WEEKDAYS:
-                continue
-            try:
-                date.fromisoformat(part)
-            except ValueError:
-                raise ValueError(
-                    f"{part!r} không phải thứ trong tuần (mon..sun) hay ngày dạng YYYY-MM-DD"
-                ) from None
-        return value.strip()
-
-    @field_validator("weekly_digest")
-    @classmethod
-    def _digest(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value:
-            day, _, at = value.partition(" ")
-            if day not in _WEEKDAYS:
-                raise ValueError("phải có dạng 'mon 08:00' (hoặc để trống)")
-            _parse_time(at)
-        return value
-
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:
         if self.webhook_base_url and self.webhook_secret is None:
@@ -271,16 +301,6 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _parse_time(value: str) -> time:
-    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
-    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
-        raise ValueError(f"{value!r} không phải giờ trong ngày dạng 08:00")
-    return time(int(match.group(1)), int(match.group(2)))
-
-
 def load_settings(**overrides: object) -> Settings:
     """Build :class:`Settings` or raise :class:`SettingsError` naming each bad variable.
 
@@ -290,12 +310,20 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_input=False, include_url=False):
-            names = [str(part).upper() for part in error["loc"] if part != "__root__"]
-            message = _vietnamese(error["type"], error.get("ctx") or {}, str(error["msg"]))
-            lines.append(f"{'.'.join(names)}: {message}" if names else message)
+        lines = [
+            f"{name.upper()}: {message}" if name else message
+            for name, message in validation_messages(exc)
+        ]
         raise SettingsError("Cấu hình không hợp lệ:\n  " + "\n  ".join(lines)) from None
+
+
+def validation_messages(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field name, Vietnamese message) of each error of ``exc``, never echoing a value."""
+    found = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in error["loc"] if part != "__root__")
+        found.append((name, _vietnamese(error["type"], error.get("ctx") or {}, str(error["msg"]))))
+    return found
 
 
 # pydantic's own messages for the kinds of values these settings take, in Vietnamese

@@ -48,6 +48,8 @@ ACTION_NAMES = {
     "person.move": "Chuyển đơn vị, vai trò",
     "web.link": "Tạo liên kết đăng nhập",
     "web.sign_in": "Đăng nhập trang quản trị",
+    "schedule.update": "Đổi lịch nhắc",
+    "schedule.reset": "Trả lịch nhắc về cấu hình máy chủ",
 }
 VIA_NAMES = {**CHANNEL_NAMES, "web": "trang quản trị", "cli": "dòng lệnh"}
 SUMMARY_MAX = 500

@@ -24,7 +24,7 @@ import concurrent.futures
 import logging
 import sys
 from collections.abc import Callable, Collection, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "JobsRuntime",
     "LoopExecutor",
     "PlanReport",
+    "apply_policy",
     "build_scheduler",
     "digest_job",
     "install_runtime",
@@ -81,6 +82,8 @@ class JobsRuntime:
     policy: PushPolicy
     clock: Callable[[], datetime] = utcnow
     scheduler: BaseScheduler | None = None  # for the periodic re-planning
+    # one re-planning at a time (the periodic one, one after a schedule change)
+    planning: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 _runtime: JobsRuntime | None = None
@@ -150,7 +153,22 @@ async def plan_job() -> None:
     """Re-plan from the tasks table (tasks are added, re-dated or retired while running)."""
     runtime = _require_runtime()
     if runtime.scheduler is not None:
-        await refresh_plan(runtime.scheduler, runtime.sessions, runtime.policy, runtime.clock())
+        async with runtime.planning:
+            await refresh_plan(runtime.scheduler, runtime.sessions, runtime.policy, runtime.clock())
+
+
+async def apply_policy(policy: PushPolicy) -> bool:
+    """From now on the jobs of this process use ``policy``, and the reminder plan is redone
+    at once (the reminder schedule was changed: ``scheduler.schedule``). False when this
+    process runs no scheduler (it is not the leader): nothing to do."""
+    runtime = _runtime
+    if runtime is None:
+        return False
+    runtime.policy = policy
+    if runtime.scheduler is not None:
+        async with runtime.planning:
+            await refresh_plan(runtime.scheduler, runtime.sessions, policy, runtime.clock())
+    return True
 
 
 async def broadcast_monitor_job() -> None:

@@ -31,6 +31,7 @@ from scheduler.policy import FireTime, PushPolicy
 
 __all__ = [
     "KIND_NAMES",
+    "MISSED_ROUNDS",
     "Backlog",
     "Delivery",
     "FiredRound",
@@ -46,6 +47,11 @@ __all__ = [
 
 NEXT_SHOWN = 3  # upcoming rounds listed per task
 FIRED_SHOWN = 5  # fired rounds listed per task (the most recent)
+# after "<n>": rounds the plan skipped (PushPolicy.worth_planning)
+MISSED_ROUNDS = (
+    "đợt đã qua khi trợ lý chưa chạy hoặc trước khi lịch nhắc được đổi nên được bỏ qua "
+    "(không gửi dồn tin cũ)"
+)
 FAILURES_SHOWN = 10
 WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
 KIND_NAMES = {

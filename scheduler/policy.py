@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.settings import Settings
+from bot.settings import PushSchedule, Settings
 
 __all__ = ["FireTime", "PushPolicy"]
 
@@ -43,31 +43,43 @@ class PushPolicy:
     grace: timedelta = timedelta(hours=12)
     digest_weekday: int | None = 0
     digest_at: time = time(8, 0)
+    # When the schedule was last changed on the console: rounds timed before it are not
+    # planned, so saving a new schedule never fires its past rounds at once.
+    since: datetime | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PushPolicy:
+    def from_settings(
+        cls,
+        settings: Settings,
+        schedule: PushSchedule | None = None,
+        *,
+        since: datetime | None = None,
+    ) -> PushPolicy:
+        """The policy of ``schedule`` (default: the one in ``settings``, from ``.env``) in
+        the zone and with the grace window of ``settings``; ``since``: when it was set."""
+        schedule = schedule or settings.push_schedule
         quiet_start = quiet_end = None
-        if settings.quiet_hours:
-            start, _, end = settings.quiet_hours.partition("-")
+        if schedule.quiet_hours:
+            start, _, end = schedule.quiet_hours.partition("-")
             quiet_start, quiet_end = _time(start), _time(end)
         weekdays: set[int] = set()
         dates: set[date] = set()
-        for part in (p.strip().lower() for p in settings.non_working_days.split(",")):
+        for part in (p.strip().lower() for p in schedule.non_working_days.split(",")):
             if part in _WEEKDAYS:
                 weekdays.add(_WEEKDAYS.index(part))
             elif part:
                 dates.add(date.fromisoformat(part))
         digest_weekday, digest_at = None, time(8, 0)
-        if settings.weekly_digest:
-            day, _, at = settings.weekly_digest.partition(" ")
+        if schedule.weekly_digest:
+            day, _, at = schedule.weekly_digest.partition(" ")
             digest_weekday, digest_at = _WEEKDAYS.index(day), _time(at)
-        offsets = settings.reminder_offsets_days.split(",")
+        offsets = schedule.reminder_offsets_days.split(",")
         return cls(
             zone=settings.zone,
             offsets_days=tuple(sorted({int(p) for p in offsets if p}, reverse=True)),
-            at=_time(settings.reminder_time),
-            overdue_every_days=settings.overdue_every_days,
-            overdue_max=settings.overdue_max_reminders,
+            at=_time(schedule.reminder_time),
+            overdue_every_days=schedule.overdue_every_days,
+            overdue_max=schedule.overdue_max_reminders,
             quiet_start=quiet_start,
             quiet_end=quiet_end,
             weekdays_off=frozenset(weekdays),
@@ -75,6 +87,7 @@ class PushPolicy:
             grace=timedelta(hours=settings.misfire_grace_hours),
             digest_weekday=digest_weekday,
             digest_at=digest_at,
+            since=since,
         )
 
     # ------------------------------------------------------------------ reminder times
@@ -97,8 +110,9 @@ class PushPolicy:
 
     def worth_planning(self, fire: FireTime, now: datetime) -> bool:
         """Only what is due within the grace window or later: an old deadline on a fresh
-        install (or after a long outage) never fires a burst of stale reminders."""
-        return fire.at >= now - self.grace
+        install (or after a long outage) never fires a burst of stale reminders, and none
+        timed before the schedule was changed (``since``)."""
+        return fire.at >= now - self.grace and (self.since is None or fire.at >= self.since)
 
     # ------------------------------------------------------------------ quiet hours
 

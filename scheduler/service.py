@@ -20,7 +20,7 @@ from scheduler.jobs import (
     stop_scheduler,
 )
 from scheduler.limits import ChannelLimits
-from scheduler.policy import PushPolicy
+from scheduler.schedule import LiveSchedule
 from scheduler.sender import Sender
 
 __all__ = ["channel_limits", "push_service"]
@@ -43,11 +43,15 @@ def push_service(
     settings: Settings,
     sessions: SessionFactory,
     transports: Sequence[Transport],
-    policy: PushPolicy,
+    schedule: LiveSchedule,
 ) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
-    """The job the elected leader runs until ``stop`` is set (or leadership is lost)."""
+    """The job the elected leader runs until ``stop`` is set (or leadership is lost), with
+    the reminder schedule in force when it is elected (``schedule``, reloaded then; a change
+    later re-plans through :func:`scheduler.jobs.apply_policy`)."""
 
     async def run(stop: asyncio.Event) -> None:
+        await schedule.reload(sessions)
+        policy = schedule.policy
         scheduler = build_scheduler(settings.database_url, policy)
         install_runtime(JobsRuntime(sessions, policy, scheduler=scheduler))
         scheduler.start()

@@ -49,6 +49,10 @@ def test_plain_database_urls_get_async_drivers(monkeypatch: pytest.MonkeyPatch) 
         ("WEBHOOK_PORT", "70000", "WEBHOOK_PORT: không được lớn hơn 65535"),
         ("OVERDUE_EVERY_DAYS", "ba", "OVERDUE_EVERY_DAYS: phải là số nguyên"),
         ("TELEGRAM_RATE", "0", "TELEGRAM_RATE: phải lớn hơn 0\n"),
+        # a reminder schedule that cannot work (the console's form says the same)
+        ("NON_WORKING_DAYS", "mon,tue,wed,thu,fri,sat,sun", "NON_WORKING_DAYS: phải còn ít"),
+        ("QUIET_HOURS", "21:00-21:00", "QUIET_HOURS: giờ bắt đầu và giờ kết thúc phải khác"),
+        ("OVERDUE_MAX_REMINDERS", "31", "OVERDUE_MAX_REMINDERS: không được lớn hơn 30"),
     ],
 )
 def test_bad_values_name_the_variable(

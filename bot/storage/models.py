@@ -35,6 +35,7 @@ __all__ = [
     "PersonChannel",
     "ProgressEvent",
     "ProgressStatus",
+    "PushScheduleRow",
     "ReminderRun",
     "Task",
     "Unit",
@@ -310,6 +311,25 @@ class ReminderRun(SQLModel, table=True):
     fired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     reminders: int = 0
     escalations: int = 0
+
+
+class PushScheduleRow(SQLModel, table=True):
+    """The reminder schedule a root admin set on the web console (one row, ``id`` 1; no
+    row: the schedule of ``.env``). The values are written as in ``.env``
+    (``bot.settings.PushSchedule`` checks them); ``scheduler.schedule`` reads and writes it."""
+
+    __tablename__ = "push_schedule"
+
+    id: int = Field(default=1, primary_key=True)
+    reminder_offsets_days: str = Field(max_length=100)
+    reminder_time: str = Field(max_length=5)
+    overdue_every_days: int
+    overdue_max_reminders: int
+    quiet_hours: str = Field(max_length=11)
+    non_working_days: str = Field(sa_type=Text)
+    weekly_digest: str = Field(max_length=9)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_by: int | None = Field(default=None, foreign_key="person.id")
 
 
 # --------------------------------------------------------------------------- web console

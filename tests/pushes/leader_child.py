@@ -21,7 +21,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot.settings import Settings
 from bot.storage.db import create_engine, make_session_factory
 from scheduler.leader import LeaderElection
-from scheduler.policy import PushPolicy
+from scheduler.schedule import LiveSchedule
 from scheduler.service import push_service
 from scheduler.transports import TelegramTransport
 from tests.fakes.botapi_server import TOKEN
@@ -35,7 +35,7 @@ async def main(database_url: str, api_url: str) -> None:
         settings,
         make_session_factory(engine),
         [TelegramTransport(bot)],
-        PushPolicy.from_settings(settings),
+        LiveSchedule(settings),
     )
 
     async def lead(stop: asyncio.Event) -> None:

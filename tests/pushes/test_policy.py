@@ -57,6 +57,16 @@ def test_old_deadlines_are_not_planned() -> None:
     assert not POLICY.worth_planning(FireTime("before", 0, now - timedelta(hours=13)), now)
 
 
+def test_a_schedule_changed_never_fires_its_past_rounds() -> None:
+    changed = local(2025, 8, 28, 10).astimezone(UTC)
+    policy = PushPolicy(zone=ZONE, since=changed)
+    now = changed + timedelta(minutes=5)
+    this_morning = FireTime("before", 3, local(2025, 8, 28, 8).astimezone(UTC))
+    assert POLICY.worth_planning(this_morning, now)  # within the grace window...
+    assert not policy.worth_planning(this_morning, now)  # ...but before the change
+    assert policy.worth_planning(FireTime("before", 1, local(2025, 8, 30, 8)), now)
+
+
 @pytest.mark.parametrize(
     ("moment", "allowed"),
     [

@@ -21,7 +21,7 @@ from bot.storage.db import make_session_factory
 from bot.storage.models import Person, PersonChannel, Unit
 from handlers import ROUTES, weblogin
 from knowledge import Knowledge
-from scheduler.policy import PushPolicy
+from scheduler.schedule import LiveSchedule
 from tests.conftest import Chat, Clock, make_app
 from tests.progress.conftest import Enrol, enrol, tree  # noqa: F401 - fixtures
 
@@ -95,7 +95,7 @@ def make_services(knowledge: Knowledge, engine: AsyncEngine, app: App, base: str
         engine,
         make_session_factory(engine),
         app,
-        PushPolicy.from_settings(settings),
+        LiveSchedule(settings),
     )
 
 

@@ -134,7 +134,11 @@ async def test_rounds_fired_and_delivered_then_the_backlog(
     assert page.status == 200, html
     assert '<a href="/nhac-viec">Nhắc việc</a>' in html
     assert "Cập nhật lúc 22:00 Chủ nhật, 31/8/2025" in html
-    assert "không gửi trong giờ nghỉ 21:00–07:00" in html
+    assert (
+        "Giờ yên lặng</dt><dd>từ 21:00 đến 07:00 (tin đến giờ trong khoảng này được hoãn "
+        "đến 07:00)</dd>"
+    ) in html
+    assert "theo cấu hình máy chủ (tệp .env)" in html
     # This task's card: the round fired, what became of its pushes, the rounds to come.
     card = card_of(html, TASK)
     # when, planned (global), sent, failed, waiting, escalations
