@@ -35,6 +35,7 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     KNOWLEDGE_CACHE_DIR=/opt/troly/cache \
+    TASKS_DIR=/opt/troly/tasks \
     DATABASE_URL=sqlite+aiosqlite:////opt/troly/var/troly.db \
     WEBHOOK_HOST=0.0.0.0 \
     WEBHOOK_PORT=8080
@@ -42,7 +43,7 @@ ENV PYTHONUNBUFFERED=1 \
 RUN groupadd --system --gid 10001 troly \
     && useradd --system --uid 10001 --gid troly --home-dir /opt/troly \
         --shell /usr/sbin/nologin troly \
-    && mkdir -p /opt/troly/var /opt/troly/cache \
+    && mkdir -p /opt/troly/var /opt/troly/cache /opt/troly/tasks \
     && chown -R troly:troly /opt/troly
 
 COPY --from=build /opt/venv /opt/venv
@@ -57,7 +58,7 @@ USER 10001:10001
 RUN troly kb check && troly kb build
 
 EXPOSE 8080
-VOLUME ["/opt/troly/var"]
+VOLUME ["/opt/troly/var", "/opt/troly/tasks"]
 
 # Webhook mode: /healthz answers 200 while the database answers (503 otherwise). Polling mode
 # (no WEBHOOK_BASE_URL) has no HTTP server, so there is nothing to probe. No curl in slim.

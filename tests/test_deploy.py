@@ -103,6 +103,8 @@ def test_dockerfile_facts() -> None:
     env = " ".join(rest for word, rest in final if word == "ENV")
     assert "PYTHONUNBUFFERED=1" in env and "KNOWLEDGE_CACHE_DIR=/opt/troly/cache" in env
     assert "WEBHOOK_HOST=0.0.0.0" in env and "WEBHOOK_PORT=8080" in env
+    assert "TASKS_DIR=/opt/troly/tasks" in env  # the console can add tasks out of the box
+    assert ("VOLUME", '["/opt/troly/var", "/opt/troly/tasks"]') in final
     assert ("EXPOSE", "8080") in final
     [healthcheck] = [rest for word, rest in final if word == "HEALTHCHECK"]
     assert "/healthz" in healthcheck and "urllib.request" in healthcheck
@@ -202,6 +204,8 @@ def test_compose_runs_two_webhook_workers_after_a_one_shot_migration(
         assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert "ports" not in worker  # reached through Caddy only
+        # one tasks folder for all: a file uploaded through one worker is there for the other
+        assert worker["volumes"] == ["tasks:/opt/troly/tasks"]
     # Webhook mode comes from the environment file: a base URL (and a secret to fill in).
     example = env_example()
     assert example["WEBHOOK_BASE_URL"].startswith("https://")
@@ -310,6 +314,7 @@ def test_systemd_unit() -> None:
     assert service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict"
     assert service["ReadWritePaths"] == "/opt/troly/var"
+    assert "TASKS_DIR=/opt/troly/var/tasks" in UNIT.read_text(encoding="utf-8")  # inside var/
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
