@@ -133,6 +133,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(sqlite_url)
     yield engine
+    await flush_apps()
     await engine.dispose()
 
 
@@ -193,13 +194,33 @@ class Chat:
         return "\n\n".join(plain_text(r) for r in await self.send(text))
 
 
+# The apps made by the running test. An app records sent replies in the background
+# (App.confirm): those writes must end before the test's engine closes and its event loop
+# with it — a write still in aiosqlite's thread then fails in that thread ("Event loop is
+# closed"), which pytest reports at the next test's set-up.
+_apps: list[App] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_apps() -> None:
+    _apps.clear()  # those of an earlier test belong to a closed loop
+
+
+async def flush_apps() -> None:
+    """Wait for the background writes of every app the running test made."""
+    while _apps:
+        await _apps.pop().flush_confirmations()
+
+
 def make_app(knowledge: Knowledge, engine: AsyncEngine, **kwargs: object) -> App:
-    return App(
+    app = App(
         knowledge=knowledge,
         sessions=make_session_factory(engine),
         zone=ZONE,
         **kwargs,  # type: ignore[arg-type]
     )
+    _apps.append(app)
+    return app
 
 
 @pytest.fixture

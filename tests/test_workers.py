@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -239,10 +239,12 @@ async def test_one_process_polls_a_token_and_a_standby_takes_over(
             assert api.token not in "".join(logs)
             await processes[active[0]].kill()
             killed = time.monotonic()
+            standby = processes[1 - active[0]]
             await _until(
                 lambda: any(t > killed and status == 200 for t, status in api.polls),
                 60,  # a liveness bound, not the target: make bench measures the takeover
                 "the standby's first poll",
+                detail=lambda: f"polls {api.polls[-5:]}; standby:\n{standby.log()[-4000:]}",
             )
             first = min(t for t, status in api.polls if t > killed and status == 200)
             assert first - killed <= 10
@@ -268,8 +270,10 @@ def _text_update(update_id: int, chat: int, text: str) -> dict[str, object]:
     }
 
 
-async def _until(condition: object, seconds: float, what: str) -> None:
+async def _until(
+    condition: object, seconds: float, what: str, detail: Callable[[], str] = lambda: ""
+) -> None:
     deadline = time.monotonic() + seconds
     while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}. {detail()}"
         await asyncio.sleep(0.05)

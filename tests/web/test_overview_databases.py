@@ -15,7 +15,7 @@ from handlers.units import unit_by_code
 from knowledge import Knowledge
 from scheduler.overview import ReminderOverview, reminder_overview
 from scheduler.policy import PushPolicy
-from tests.conftest import Chat, Clock, make_app
+from tests.conftest import Chat, Clock, flush_apps, make_app
 from tests.progress.conftest import build_tree, invite_code
 from tests.web.test_questions import ask
 from tests.web.test_reminders import ZONE, at, fire_round
@@ -26,6 +26,7 @@ async def both(db_url: str, knowledge: Knowledge) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(db_url)
     await build_tree(engine, knowledge)
     yield engine
+    await flush_apps()
     await engine.dispose()
 
 
