@@ -3,6 +3,7 @@ Telegram, Zalo or the terminal."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ __all__ = [
     "Transport",
     "UserRef",
     "utcnow",
+    "wait_event",
 ]
 
 # Telegram limits callback_data to 64 bytes (not characters): payloads are short ascii ids.
@@ -37,6 +39,24 @@ ChatType = Literal["private", "group"]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` have passed; True if it is set.
+
+    Instead of ``suppress(TimeoutError)`` around ``wait_for(event.wait(), timeout)``: on
+    Python 3.11 a cancellation that arrives as that timeout expires comes out as the
+    TimeoutError, which the suppress then swallows — the cancelled task carries on (a sender
+    stopped by cancellation hung in its final gather that way). ``asyncio.wait`` never turns a
+    cancellation into anything else."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((waiter,), timeout=seconds)
+    finally:
+        waiter.cancel()
+    return event.is_set()
 
 
 @dataclass(frozen=True, slots=True)

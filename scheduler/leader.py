@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.core import wait_event
 from bot.metrics import METRICS
 
 __all__ = ["LOCK_NAME", "LeaderElection", "lock_key"]
@@ -222,8 +223,7 @@ class LeaderElection:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    await wait_event(stop, seconds)
 
 
 async def _wait_task(task: asyncio.Task[None], stop: asyncio.Event, seconds: float) -> bool:

@@ -15,7 +15,6 @@ the moment of the change are not sent (``PushPolicy.since``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,6 +23,7 @@ from pydantic import ValidationError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.core import wait_event
 from bot.settings import PushSchedule, Settings
 from bot.storage.db import SessionFactory
 from bot.storage.models import Person, PushScheduleRow
@@ -253,9 +253,7 @@ async def watch(
     """Reload ``schedule`` every ``every`` seconds until ``stop`` is set (a schedule saved
     by another process takes effect here within that time)."""
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        if stop.is_set():
+        if await wait_event(stop, every):
             return
         try:
             await schedule.reload(sessions)

@@ -51,6 +51,7 @@ from bot.core import (
     TemporaryFailure,
     Transport,
     utcnow,
+    wait_event,
 )
 from bot.metrics import METRICS
 from bot.storage.db import SessionFactory
@@ -173,8 +174,7 @@ class _Writer:
             await self._ready.wait()
             if self._window > 0 and len(self._queue) < self._group:
                 # let more outcomes join this commit
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), timeout=self._window)
+                await wait_event(self._full, self._window)
             batch, self._queue = self._queue, []
             self._ready.clear()
             self._full.clear()
@@ -493,8 +493,7 @@ class Sender:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(channel.wake.wait(), timeout=seconds)
+        await wait_event(channel.wake, seconds)
 
     def _submit(self, outcome: Outcome) -> asyncio.Future[None]:
         """Hand an outcome to the writer; the future is done once it is committed."""

@@ -10,7 +10,6 @@ URL, so no URL ever reaches a log line or an exception text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -36,6 +35,7 @@ from bot.core import (
     Reply,
     RetryLater,
     TemporaryFailure,
+    wait_event,
 )
 from bot.logs import redact
 from bot.render import PART_MARK_ROOM, mark_parts, split_text
@@ -559,8 +559,7 @@ class ZaloChannel:
         return random.uniform(ceiling / 2, ceiling)
 
     async def _pause(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        await wait_event(self._stopping, delay)
 
     async def stop_polling(self) -> None:
         self._stopping.set()

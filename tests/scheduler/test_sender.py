@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pytest
 from sqlmodel import select
 
-from bot.core import Button, RetryLater
+from bot.core import Button, RetryLater, wait_event
 from bot.storage.db import SessionFactory
 from bot.storage.models import PersonChannel
 from scheduler.limits import RetryPolicy
@@ -331,3 +331,31 @@ async def test_deliveries_started_just_before_a_429_wait_for_the_pause(
     assert sorted(chat for _, chat in rest) == sorted(chats)  # each once more, or once
     assert await count_status(sqlite_sessions) == {"sent": 10}
     assert {row.attempts for row in await rows(sqlite_sessions)} == {1}
+
+
+async def test_a_cancel_arriving_with_the_awaited_event_is_not_swallowed() -> None:
+    """Why the sender waits with :func:`bot.core.wait_event`: with ``wait_for(event.wait())``
+    a cancel landing in the loop turn that sets the event was swallowed on Python 3.11 (the
+    wait returned normally), so the sender's writer, cancelled at shutdown just as an outcome
+    arrived, waited for the next one forever and the sender never stopped."""
+    event = asyncio.Event()
+    went_on: list[bool] = []
+
+    async def writer() -> None:
+        await wait_event(event, 10)
+        went_on.append(True)  # only if the cancel was lost
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(writer())
+    for _ in range(3):
+        await asyncio.sleep(0)  # waiting on the event now
+    event.set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1)
+    assert went_on == []
+    # and the plain uses: a timeout, an event already set
+    assert await wait_event(asyncio.Event(), 0.01) is False
+    done = asyncio.Event()
+    done.set()
+    assert await wait_event(done, 10) is True
