@@ -12,7 +12,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from knowledge import default_knowledge_dir
 
-__all__ = ["PushSchedule", "Settings", "SettingsError", "load_settings", "validation_messages"]
+__all__ = [
+    "WEEKDAYS",
+    "PushSchedule",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "validation_messages",
+]
 
 _TELEGRAM_TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _ASYNC_DRIVERS = {
@@ -28,7 +35,7 @@ class SettingsError(Exception):
     """A setting is missing or wrong; the message names the variable, never a secret."""
 
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # as .env writes them
 
 
 def _parse_time(value: str) -> time:
@@ -86,7 +93,7 @@ class PushSchedule(BaseModel):
     def _days(cls, value: str) -> str:
         parts: list[str] = []
         for part in (p.strip().lower() for p in value.split(",") if p.strip()):
-            if part not in _WEEKDAYS:
+            if part not in WEEKDAYS:
                 try:
                     part = date.fromisoformat(part).isoformat()
                 except ValueError:
@@ -95,7 +102,7 @@ class PushSchedule(BaseModel):
                     ) from None
             if part not in parts:
                 parts.append(part)
-        if all(day in parts for day in _WEEKDAYS):
+        if all(day in parts for day in WEEKDAYS):
             raise ValueError("phải còn ít nhất một ngày trong tuần trợ lý được gửi tin")
         return ",".join(parts)
 
@@ -105,7 +112,7 @@ class PushSchedule(BaseModel):
         value = value.strip().lower()
         if value:
             day, _, at = value.partition(" ")
-            if day not in _WEEKDAYS:
+            if day not in WEEKDAYS:
                 raise ValueError("phải có dạng 'mon 08:00' (hoặc để trống)")
             return f"{day} {_parse_time(at):%H:%M}"
         return value

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-__all__ = ["CHANNEL_NAMES", "channel_name", "vn_date", "vn_datetime", "vn_number"]
+__all__ = [
+    "CHANNEL_NAMES",
+    "WEEKDAY_NAMES",
+    "channel_name",
+    "vn_date",
+    "vn_datetime",
+    "vn_number",
+]
 
 CHANNEL_NAMES = {"telegram": "Telegram", "zalo": "Zalo", "console": "máy tính"}
 
@@ -13,6 +20,9 @@ def channel_name(channel: str, *, capitalised: bool = False) -> str:
     """``Telegram``, ``Zalo``, ``máy tính`` (the terminal; ``Máy tính`` in a column)."""
     name = CHANNEL_NAMES.get(channel, channel)
     return name[:1].upper() + name[1:] if capitalised else name
+
+
+WEEKDAY_NAMES = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
 
 
 def vn_date(value: date) -> str:

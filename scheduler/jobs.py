@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.core import utcnow
+from bot.settings import WEEKDAYS
 from bot.storage.db import SessionFactory, create_sync_engine, sync_url
 from bot.storage.models import ReminderRun, Task
 from scheduler.policy import PushPolicy
@@ -73,7 +74,6 @@ PLAN_EVERY_MINUTES = 5
 # The broadcast monitor (scheduler.broadcasts.report_progress): often enough that a broadcast
 # to 1,000 people at Telegram's 25 pushes/s (40 s) gets its 25/50/75 % progress reports.
 MONITOR_EVERY_SECONDS = 5
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass
@@ -330,7 +330,7 @@ def plan_jobs(
         scheduler.add_job(
             "scheduler.jobs:digest_job",
             trigger=CronTrigger(
-                day_of_week=_WEEKDAYS[policy.digest_weekday],
+                day_of_week=WEEKDAYS[policy.digest_weekday],
                 hour=policy.digest_at.hour,
                 minute=policy.digest_at.minute,
                 timezone=policy.zone,

@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.models import OutboxMessage, Person, ReminderRun, Task, Unit
-from handlers.formatting import vn_date
+from handlers.formatting import WEEKDAY_NAMES, vn_date
 from handlers.units import path_range
 from scheduler.jobs import REMINDER_PREFIX, reminder_key
 from scheduler.policy import FireTime, PushPolicy
@@ -53,7 +53,6 @@ MISSED_ROUNDS = (
     "(không gửi dồn tin cũ)"
 )
 FAILURES_SHOWN = 10
-WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
 KIND_NAMES = {
     "reminder": "Nhắc việc",
     "escalation": "Báo cáo đơn vị quá hạn",
@@ -71,7 +70,7 @@ NOT_SENT = (*WAITING, *FAILED, "cancelled")
 
 def vn_moment(value: datetime) -> str:
     """``08:00 Thứ Năm, 28/8/2025`` (``value`` already in local time)."""
-    return f"{value:%H:%M} {WEEKDAYS[value.weekday()]}, {vn_date(value)}"
+    return f"{value:%H:%M} {WEEKDAY_NAMES[value.weekday()]}, {vn_date(value)}"
 
 
 def round_label(kind: str, number: int) -> str:

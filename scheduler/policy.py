@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.settings import PushSchedule, Settings
+from bot.settings import WEEKDAYS, PushSchedule, Settings
 
 __all__ = ["FireTime", "PushPolicy"]
-
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +63,14 @@ class PushPolicy:
         weekdays: set[int] = set()
         dates: set[date] = set()
         for part in (p.strip().lower() for p in schedule.non_working_days.split(",")):
-            if part in _WEEKDAYS:
-                weekdays.add(_WEEKDAYS.index(part))
+            if part in WEEKDAYS:
+                weekdays.add(WEEKDAYS.index(part))
             elif part:
                 dates.add(date.fromisoformat(part))
         digest_weekday, digest_at = None, time(8, 0)
         if schedule.weekly_digest:
             day, _, at = schedule.weekly_digest.partition(" ")
-            digest_weekday, digest_at = _WEEKDAYS.index(day), _time(at)
+            digest_weekday, digest_at = WEEKDAYS.index(day), _time(at)
         offsets = schedule.reminder_offsets_days.split(",")
         return cls(
             zone=settings.zone,

@@ -24,17 +24,15 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import wait_event
-from bot.settings import PushSchedule, Settings
+from bot.settings import WEEKDAYS, PushSchedule, Settings
 from bot.storage.db import SessionFactory
 from bot.storage.models import Person, PushScheduleRow
 from handlers.audit import Actor, record
-from handlers.formatting import vn_datetime
+from handlers.formatting import WEEKDAY_NAMES, vn_datetime
 from scheduler.policy import PushPolicy
 
 __all__ = [
     "REFRESH_SECONDS",
-    "WEEKDAYS",
-    "WEEKDAY_NAMES",
     "LiveSchedule",
     "ScheduleLine",
     "describe",
@@ -48,8 +46,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 30.0
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-WEEKDAY_NAMES = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
 ROW_ID = 1
 
 
@@ -112,8 +108,9 @@ def summary(schedule: PushSchedule) -> str:
     return "; ".join(f"{line.label.lower()}: {line.value}" for line in describe(schedule))
 
 
-def _values(schedule: PushSchedule) -> dict[str, str | int]:
-    return dict(schedule.model_dump())
+def _stored(row: PushScheduleRow) -> PushSchedule:
+    """The schedule a row holds (ValidationError: a row spoiled by hand)."""
+    return PushSchedule.model_validate(row.model_dump(include=set(PushSchedule.model_fields)))
 
 
 class LiveSchedule:
@@ -135,7 +132,9 @@ class LiveSchedule:
         return self.policy.next_allowed(moment)
 
     async def refresh(self, session: AsyncSession) -> bool:
-        """Read the stored schedule; True when the one in force changed."""
+        """Read the stored schedule; True when the one in force changed. On a change, the
+        leader's jobs (when this process is the leader) use the new policy and re-plan at
+        once, whoever called (a page, the watcher, the save itself)."""
         row = (
             await session.exec(
                 select(PushScheduleRow)
@@ -146,9 +145,7 @@ class LiveSchedule:
         schedule, saved_at, saved_by = self.settings.push_schedule, None, None
         if row is not None:
             try:
-                schedule = PushSchedule.model_validate(
-                    row.model_dump(include=set(PushSchedule.model_fields))
-                )
+                schedule = _stored(row)
             except ValidationError:
                 log.error("the stored reminder schedule is invalid: the one of .env is used")
             else:
@@ -162,23 +159,20 @@ class LiveSchedule:
             return False
         self.schedule = schedule
         self.policy = PushPolicy.from_settings(self.settings, schedule, since=since)
+        from scheduler.jobs import apply_policy
+
+        leader = await apply_policy(self.policy)
+        log.info(
+            "reminder schedule in force: %s%s",
+            "the console's" if self.from_console else ".env's",
+            " (reminders re-planned)" if leader else "",
+        )
         return True
 
     async def reload(self, sessions: SessionFactory) -> bool:
-        """:meth:`refresh` in a session of its own; on a change, the leader's jobs (when
-        this process is the leader) use the new policy and re-plan at once."""
+        """:meth:`refresh` in a session of its own."""
         async with sessions() as session:
-            changed = await self.refresh(session)
-        if changed:
-            from scheduler.jobs import apply_policy
-
-            leader = await apply_policy(self.policy)
-            log.info(
-                "reminder schedule changed (%s)%s",
-                "from the console" if self.from_console else "back to .env",
-                ": reminders re-planned" if leader else "",
-            )
-        return changed
+            return await self.refresh(session)
 
 
 def schedule_source(live: LiveSchedule) -> str:
@@ -196,16 +190,12 @@ async def save_schedule(
     """Store ``schedule`` as the one in force (in the caller's transaction, with its audit
     entry). False when it is the one already stored (nothing written)."""
     row = await session.get(PushScheduleRow, ROW_ID)
-    before = (
-        PushSchedule.model_validate(row.model_dump(include=set(PushSchedule.model_fields)))
-        if row is not None
-        else None
-    )
+    before = _stored(row) if row is not None else None
     if before == schedule:
         return False
-    values = _values(schedule)
+    values = schedule.model_dump()
     if row is None:
-        row = PushScheduleRow(id=ROW_ID, **values)  # type: ignore[arg-type]
+        row = PushScheduleRow(id=ROW_ID, **values)
     else:
         for name, value in values.items():
             setattr(row, name, value)
@@ -218,7 +208,7 @@ async def save_schedule(
         "schedule.update",
         f"Lịch nhắc mới — {summary(schedule)}",
         now=now,
-        details={"before": _values(before) if before else None, "after": values},
+        details={"before": before.model_dump() if before else None, "after": values},
     )
     return True
 

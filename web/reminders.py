@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.settings import PushSchedule, validation_messages
+from bot.settings import WEEKDAYS, PushSchedule, validation_messages
 from handlers.audit import Actor
-from handlers.formatting import channel_name
+from handlers.formatting import WEEKDAY_NAMES, channel_name
 from scheduler.overview import MISSED_ROUNDS, age_text, reminder_overview, vn_moment
 from scheduler.schedule import (
     REFRESH_SECONDS,
-    WEEKDAY_NAMES,
-    WEEKDAYS,
     describe,
     reset_schedule,
     save_schedule,
