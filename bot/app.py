@@ -15,26 +15,24 @@ import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
+from sqlalchemy import update
+from sqlmodel import select
 
 from bot.choices import bare_number, from_stored, pick, to_stored
 from bot.core import Button, IncomingMessage, Menu, Reply, UserRef, utcnow
 from bot.logs import log_context
+from bot.message_tx import MessageTransactions
 from bot.metrics import METRICS, answer_outcome
 from bot.redaction import redact_codes, redact_user
 from bot.render import numbered, numbered_buttons
 from bot.storage.db import AsyncSession, SessionFactory
-from bot.storage.models import Conversation, MessageLog, Person, PersonChannel, Unit
+from bot.storage.models import Conversation, MessageLog
 from handlers import PRIVATE_ONLY, ROUTES, Context, Route, UserError, expired_notice
 from handlers.context import LogEntry
 from handlers.menus import GROUP_MENU, GUEST_MENU, menu_for, menu_key
-from handlers.people import Identity
 from handlers.qa import looks_like_question
 from handlers.routing import HandlerResult
 from knowledge import Knowledge
@@ -103,6 +101,7 @@ class App:
     ) -> None:
         self.knowledge = knowledge
         self.sessions = sessions
+        self.transactions = MessageTransactions(sessions.kw["bind"])
         self.zone = zone
         self.flood_limit = flood_limit
         self.conversation_timeout = timedelta(minutes=conversation_timeout_minutes)
@@ -171,25 +170,25 @@ class App:
             await self._record(entry)
             return Outcome([], route=entry.route)
         try:
-            async with self.sessions() as session:
-                # Few statements per message: claim the update (a redelivery stops here),
-                # the conversation with the person's identity in one read (locked against
-                # other processes until this transaction ends), then one write of each.
-                if msg.update_key is not None:
-                    entry.id = await _claim(session, entry)
-                    if entry.id is None:
-                        return replace(await self._redelivered(session, entry), route="redelivered")
-                conversation, identity, blocked = await _load(session, msg.user)
+            async with self.transactions() as tx:
+                # Few statements per message: claim the update (a redelivery stops here)
+                # and the conversation with the person's identity (locked against other
+                # processes until this transaction ends), then one write back.
+                opened = await tx.open(msg.user, entry)
+                if opened is None:
+                    return replace(await self._redelivered(tx.session, entry), route="redelivered")
+                entry.id = tx.claimed
+                conversation, identity, blocked = opened
                 if not _continues(msg, conversation, buttons):
                     verdict = self.flood_verdict(conversation, now)
                     if verdict != "ok":
                         entry.route = "throttled"
                         throttled = [Reply(text=THROTTLE_NOTICE)] if verdict == "notify" else []
-                        await _save(session, conversation, entry, throttled)
-                        await session.commit()
+                        await tx.save(conversation, entry, _stored(entry, throttled))
+                        await tx.commit()
                         return Outcome(throttled, log_id=entry.id, route=entry.route)
                 if blocked:
-                    await unblock(session, msg.channel, msg.user_id)  # they write: pushes resume
+                    await unblock(tx.session, msg.channel, msg.user_id)  # they write: pushes resume
                 expired = False
                 idle = now - conversation.updated_at > self.conversation_timeout
                 if idle and conversation.qa_turn is not None:
@@ -201,7 +200,7 @@ class App:
                     conversation.choices = []
                     expired = True
                 ctx = Context(
-                    session=session,
+                    transaction=tx,
                     knowledge=self.knowledge,
                     now=now,
                     zone=self.zone,
@@ -237,11 +236,11 @@ class App:
                 if menus and not msg.in_group:
                     key = menu_key(ctx.identity)
                     if key != (conversation.menu or GUEST_MENU.key):
-                        menu = await menu_for(session, ctx.identity)
+                        menu = await menu_for(tx.session, ctx.identity)
                         conversation.menu = menu.key
                 conversation.updated_at = now
-                await _save(session, conversation, entry, notices + replies)
-                await session.commit()
+                await tx.save(conversation, entry, _stored(entry, notices + replies))
+                await tx.commit()
                 return Outcome(
                     notices + replies, menu, log_id=entry.id, route=entry.route, answer=answer
                 )
@@ -318,18 +317,20 @@ class App:
             await self._record_sent(wait=False)
 
     async def _record_sent(self, *, wait: bool = True) -> None:
-        if wait:
-            await asyncio.sleep(CONFIRM_BATCH_SECONDS)
+        """Record the confirmations gathered so far, one statement a batch; each batch
+        waits ``CONFIRM_BATCH_SECONDS`` for more (under load, one write per batch window
+        rather than one per message)."""
         while self._sent:
+            if wait:
+                await asyncio.sleep(CONFIRM_BATCH_SECONDS)
             ids, self._sent = self._sent, []
             try:
-                async with self.sessions() as session:
-                    await session.exec(
+                async with self.transactions.engine.begin() as connection:
+                    await connection.execute(
                         update(MESSAGE_LOG)
                         .where(MESSAGE_LOG.c.id.in_(ids))
                         .values(replied_at=self.clock())
                     )
-                    await session.commit()
             except Exception as exc:  # only a redelivery would send those replies again
                 log.warning("could not record %d sent replies (%s)", len(ids), type(exc).__name__)
             finally:
@@ -391,9 +392,9 @@ class App:
 
     async def _record(self, entry: LogEntry) -> None:
         """A log row in a transaction of its own (an update logged before is left alone)."""
-        async with self.sessions() as session:
-            await _insert_log(session, entry, replies=None)
-            await session.commit()
+        async with self.transactions() as tx:
+            await tx.log(entry)
+            await tx.commit()
 
 
 def _answers_the_expired_flow(msg: IncomingMessage) -> bool:
@@ -441,144 +442,11 @@ def _fresh(entry: LogEntry, *, route: str) -> LogEntry:
 
 
 MESSAGE_LOG = MessageLog.__table__  # type: ignore[attr-defined]
-PERSON_CHANNEL = PersonChannel.__table__  # type: ignore[attr-defined]
-CONVERSATION = Conversation.__table__  # type: ignore[attr-defined]
-_LOG_FIELDS = ("route", "entry_id", "score", "matched", "text")
-_CONVERSATION_FIELDS = (
-    "flow",
-    "step",
-    "data",
-    "choices",
-    "menu",
-    "qa_turn",
-    "updated_at",
-    "flood_at",
-    "flood_count",
-    "flood_notified",
-)
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else "sqlite"
-
-
-_LOG_VALUES = ("channel", "user_id", "chat_id", "kind", "text", "update_key", "created_at")
-
-
-@cache
-def _statements(dialect: str) -> _Statements:
-    """The statements of the message path, built once per database kind (bound parameters):
-    building them is a good part of a message's cost otherwise."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    log_values: dict[str, Any] = {
-        name: bindparam(name) for name in (*_LOG_VALUES, *_LOG_FIELDS, "replies")
-    }
-    load = (
-        select(Conversation, Person, Unit, PERSON_CHANNEL.c.blocked_at)
-        .select_from(Conversation)
-        .outerjoin(
-            PERSON_CHANNEL,
-            and_(
-                PERSON_CHANNEL.c.channel == CONVERSATION.c.channel,
-                PERSON_CHANNEL.c.user_id == CONVERSATION.c.user_id,
-            ),
-        )
-        .outerjoin(Person, and_(col(Person.id) == PERSON_CHANNEL.c.person_id, col(Person.active)))
-        .outerjoin(Unit, col(Unit.id) == col(Person.unit_id))
-        .where(
-            CONVERSATION.c.channel == bindparam("channel"),
-            CONVERSATION.c.user_id == bindparam("user_id"),
-        )
-    )
-    if dialect == "postgresql":
-        load = load.with_for_update(of=CONVERSATION)
-    return _Statements(
-        claim=insert(MESSAGE_LOG)
-        .values({name: bindparam(name) for name in _LOG_VALUES})
-        .on_conflict_do_nothing()
-        .returning(MESSAGE_LOG.c.id),
-        log=insert(MESSAGE_LOG).values(log_values).on_conflict_do_nothing(),
-        load=load,
-        start=insert(CONVERSATION)
-        .values(
-            channel=bindparam("channel"),
-            user_id=bindparam("user_id"),
-            data=bindparam("data", type_=CONVERSATION.c.data.type),
-            choices=bindparam("choices", type_=CONVERSATION.c.choices.type),
-            updated_at=bindparam("updated_at"),
-            flood_count=0,
-            flood_notified=False,
-        )
-        .on_conflict_do_nothing(),
-        save_conversation=update(CONVERSATION)
-        .where(CONVERSATION.c.id == bindparam("conversation_id"))
-        .values({name: bindparam(name) for name in _CONVERSATION_FIELDS}),
-        save_log=update(MESSAGE_LOG)
-        .where(MESSAGE_LOG.c.id == bindparam("log_id"))
-        .values({name: bindparam(name) for name in (*_LOG_FIELDS, "replies")}),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    claim: Any
-    log: Any
-    load: Any
-    start: Any
-    save_conversation: Any
-    save_log: Any
-
-
-async def _claim(session: AsyncSession, entry: LogEntry) -> int | None:
-    """Log the update under its platform id; ``None`` when that id was logged before (a
-    redelivery). A concurrent delivery of the same update waits here until the first one's
-    transaction ends."""
-    values = {name: getattr(entry, name) for name in _LOG_VALUES}
-    result = await session.exec(_statements(_dialect(session)).claim, params=values)
-    claimed: int | None = result.scalar()
-    return claimed
-
-
-async def _insert_log(session: AsyncSession, entry: LogEntry, *, replies: Any) -> None:
-    values = {name: getattr(entry, name) for name in (*_LOG_VALUES, *_LOG_FIELDS)}
-    await session.exec(_statements(_dialect(session)).log, params={**values, "replies": replies})
-
-
-async def _load(session: AsyncSession, user: UserRef) -> tuple[Conversation, Identity | None, bool]:
-    """The person's conversation (created on first contact), who they are if enrolled, and
-    whether pushes to them are stopped (they had blocked the bot): one read. On PostgreSQL
-    the conversation row stays locked until the transaction ends, so that one person's
-    messages are handled one at a time across processes. The conversation is detached from
-    the session: :func:`_save` writes it in one statement."""
-    statements = _statements(_dialect(session))
-    key = {"channel": user.channel, "user_id": user.user_id}
-    row = (await session.exec(statements.load, params=key)).first()
-    if row is None:
-        start = {**key, "data": {}, "choices": [], "updated_at": utcnow()}
-        await session.exec(statements.start, params=start)
-        row = (await session.exec(statements.load, params=key)).one()
-    conversation, person, unit, blocked_at = row
-    session.expunge(conversation)
-    identity = Identity(person, unit) if person is not None and unit is not None else None
-    return conversation, identity, identity is not None and blocked_at is not None
-
-
-async def _save(
-    session: AsyncSession, conversation: Conversation, entry: LogEntry, replies: list[Reply]
-) -> None:
-    """The conversation and the log row, one statement each."""
-    statements = _statements(_dialect(session))
-    values = {name: getattr(conversation, name) for name in _CONVERSATION_FIELDS}
-    await session.exec(
-        statements.save_conversation, params={"conversation_id": conversation.id, **values}
-    )
-    stored = replies_to_json(replies) if entry.update_key is not None else None
-    if entry.id is None:  # a message without a platform id (the terminal): logged now
-        await _insert_log(session, entry, replies=stored)
-        return
-    logged = {name: getattr(entry, name) for name in _LOG_FIELDS}
-    params = {"log_id": entry.id, "replies": stored, **logged}
-    await session.exec(statements.save_log, params=params)
+def _stored(entry: LogEntry, replies: list[Reply]) -> list[dict[str, object]] | None:
+    """The replies as the log keeps them, for an update a platform may deliver again."""
+    return replies_to_json(replies) if entry.update_key is not None else None
 
 
 def replies_to_json(replies: Sequence[Reply]) -> list[dict[str, object]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,7 +16,7 @@ from knowledge import Knowledge
 if TYPE_CHECKING:
     from handlers.people import Identity
 
-__all__ = ["Context", "LogEntry", "UserError"]
+__all__ = ["Context", "LogEntry", "SessionSource", "UserError"]
 
 
 @dataclass(slots=True)
@@ -48,9 +48,17 @@ class UserError(Exception):
         self.message = message
 
 
+class SessionSource(Protocol):
+    """Where a handler's session comes from: the message's transaction, which opens it on
+    first use (answering a question needs none)."""
+
+    @property
+    def session(self) -> AsyncSession: ...
+
+
 @dataclass
 class Context:
-    session: AsyncSession
+    transaction: SessionSource
     knowledge: Knowledge
     now: datetime
     zone: ZoneInfo
@@ -64,6 +72,11 @@ class Context:
     push_window: Callable[[datetime], datetime] | None = None
     in_group: bool = False  # the message came from a group chat
     channels: frozenset[str] = field(default_factory=frozenset)  # messengers configured
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session of this message's transaction (committed by dispatch)."""
+        return self.transaction.session
 
     @property
     def local_now(self) -> datetime:

@@ -8,7 +8,9 @@ import os
 import pickle
 import platform
 import tempfile
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bm25s
@@ -38,6 +40,7 @@ from knowledge.semantic import DEFAULT_VARIANT, SemanticIndex, model_fingerprint
 
 __all__ = [
     "LEVELS",
+    "AnswerCache",
     "Deadline",
     "Entry",
     "Knowledge",
@@ -55,19 +58,67 @@ __all__ = [
 ]
 
 
+_AnswerKey = tuple[str, Turn | None, str | None]
+
+
+class AnswerCache:
+    """The results of the last ``size`` different searches (message, previous turn, asker's
+    level). Search is a pure function of those and of the knowledge base, which does not
+    change while loaded, and its results are immutable: after a reminder round many
+    officials send the same words. Not kept in the knowledge cache file."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.hits = self.misses = 0
+        self._items: OrderedDict[_AnswerKey, SearchResult] = OrderedDict()
+        self._lock = threading.Lock()  # searches may run in worker threads (evaluation)
+
+    def __reduce__(self) -> tuple[type[AnswerCache], tuple[int]]:
+        return (AnswerCache, (self.size,))
+
+    def get(self, key: _AnswerKey) -> SearchResult | None:
+        with self._lock:
+            result = self._items.get(key)
+            if result is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return result
+
+    def put(self, key: _AnswerKey, result: SearchResult) -> None:
+        with self._lock:
+            self._items[key] = result
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """A validated knowledge base with its search index, built once at start-up."""
 
     base: KnowledgeBase
     engine: SearchEngine
+    answers: AnswerCache = field(default_factory=AnswerCache, compare=False, repr=False)
 
     def search(
         self, question: str, previous: Turn | None = None, *, asker_level: str | None = None
     ) -> SearchResult:
         """Answer a message; ``previous``: the conversation's last turn (follow-ups);
-        ``asker_level``: the level of the asking official's unit, when known."""
-        return self.engine.search(question, previous, asker_level=asker_level)
+        ``asker_level``: the level of the asking official's unit, when known. The same
+        message in the same situation is answered from :class:`AnswerCache`."""
+        key = (question, previous, asker_level)
+        cached = self.answers.get(key)
+        if cached is not None:
+            return cached
+        result = self.engine.search(question, previous, asker_level=asker_level)
+        self.answers.put(key, result)
+        return result
 
 
 log = logging.getLogger(__name__)

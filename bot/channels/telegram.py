@@ -12,7 +12,7 @@ import html
 import logging
 from collections.abc import Sequence
 
-from aiogram import Bot, Dispatcher, Router
+from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -182,11 +182,11 @@ class TelegramChannel:
             token=token,
             session=session or AiohttpSession(api=TelegramAPIServer.from_base(api_base_url)),
         )
-        self.dispatcher = Dispatcher()
-        router = Router(name="troly")
-        router.message.register(self._on_message)
-        router.callback_query.register(self._on_callback)
-        self.dispatcher.include_router(router)
+        # The handlers sit on the dispatcher itself (no nested router to walk per update) and
+        # aiogram's FSM is off: conversation state lives in the database (bot.app).
+        self.dispatcher = Dispatcher(disable_fsm=True)
+        self.dispatcher.message.register(self._on_message)
+        self.dispatcher.callback_query.register(self._on_callback)
         self.username: str | None = None
 
     # ------------------------------------------------------------------ inbound

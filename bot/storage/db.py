@@ -3,6 +3,7 @@ migrations."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,17 +53,53 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+IDLE_PING_SECONDS = 10.0  # a pooled connection unused this long is pinged before use
+
+
+def _check_liveness(engine: Engine) -> None:
+    """``pool_pre_ping`` without a round trip on every checkout. A connection the server
+    closed (PostgreSQL restarted, an idle timeout) is known to the driver already: it is
+    replaced without asking the server. One that sat unused in the pool for more than
+    ``IDLE_PING_SECONDS`` is pinged first, as ``pool_pre_ping`` would. A connection that
+    dies while in use fails its statement: SQLAlchemy then drops every pooled connection as
+    old as it, and the message gets the polite error reply."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        is_closed = getattr(driver, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("the server closed this connection")
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:
+                raise DisconnectionError("the connection did not answer a ping") from exc
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; for SQLite the folder is created and WAL + foreign keys are on."""
+    """An async engine; for SQLite the folder is created and WAL + foreign keys are on;
+    for PostgreSQL a dead pooled connection is replaced before use (:func:`_check_liveness`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _sqlite_folder(parsed)
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS // 1000})
+        # Every connection comes back with its transaction ended (SQLAlchemy's connections
+        # and sessions end theirs, bot.message_tx its own): no extra ROLLBACK, each a trip
+        # to aiosqlite's thread, when the pool takes one back.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _check_liveness(engine.sync_engine)
+    return engine
 
 
 def sync_url(url: str) -> str:
