@@ -27,15 +27,18 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import configure_mappers
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import UserRef, utcnow
-from bot.storage.db import SQLITE_BUSY_TIMEOUT_MS
+from bot.storage.db import POOL_SIZE, SQLITE_BUSY_TIMEOUT_MS
 from bot.storage.models import Conversation, MessageLog, Person, PersonChannel, Unit
-from bot.storage.raw import RawStatement, begin_on_driver, driver_connection
+from bot.storage.raw import RawStatement
 from bot.storage.types import UTCDateTime
 from handlers.context import LogEntry
 from handlers.people import Identity
@@ -199,6 +202,12 @@ class MessageTransactions:
         self.engine = engine
         self.statements = _statements(engine)
         self.serial = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # PostgreSQL: at most this many message transactions at once, within the
+        # connections the pool keeps (a burst of updates would otherwise open and close
+        # overflow connections all the time); the others wait their turn here.
+        pool_size = getattr(engine.pool, "size", lambda: POOL_SIZE)()
+        self.slots = asyncio.Semaphore(max(1, pool_size - 2)) if self.serial is None else None
+        self.gate: asyncio.Lock | asyncio.Semaphore | None = self.serial or self.slots
 
     def __call__(self) -> MessageTransaction:
         return MessageTransaction(self)
@@ -211,27 +220,35 @@ class MessageTransaction:
     def __init__(self, owner: MessageTransactions) -> None:
         self._owner = owner
         self._statements = owner.statements
-        self._connection: AsyncConnection | None = None
-        self._driver: Any = None
+        self._pooled: PoolProxiedConnection | None = None  # the pool's connection
+        self._driver: Any = None  # asyncpg's or aiosqlite's connection under it
+        self._postgres: Any = None  # PostgreSQL: the asyncpg transaction begun here
         self._sqlite: sqlite3.Connection | None = None  # SQLite: used right here, in the loop
+        self._connection: AsyncConnection | None = None  # for a session, on first use
         self._session: AsyncSession | None = None
         self._locked = False
         self.claimed: int | None = None
 
     async def __aenter__(self) -> MessageTransaction:
-        serial = self._owner.serial
-        if serial is not None:
-            await serial.acquire()
+        gate = self._owner.gate
+        if gate is not None:
+            await gate.acquire()
             self._locked = True
         try:
-            self._connection = await self._owner.engine.connect()
-            adapter, self._driver = await driver_connection(self._connection)
-            if serial is not None:
+            # The pool's connection itself, not a SQLAlchemy Connection around it: most
+            # messages need none (a session makes one, :attr:`session`).
+            self._pooled = await self._owner.engine.raw_connection()
+            adapter: Any = self._pooled.dbapi_connection
+            self._driver = adapter.driver_connection
+            if self._owner.serial is not None:
                 self._sqlite = self._driver._conn  # the sqlite3 connection under aiosqlite
                 await _begin_immediate(self._sqlite)
             else:
-                await self._connection.begin()
-                await begin_on_driver(self._connection, adapter)
+                self._postgres = self._driver.transaction()
+                await self._postgres.start()
+                # SQLAlchemy's adapter runs a session's statements in this transaction
+                # (it begins one itself only when it has none) and ends it on rollback.
+                adapter._transaction = self._postgres
         except BaseException:
             await self._close()
             raise
@@ -246,28 +263,44 @@ class MessageTransaction:
         await self._close()
 
     async def _close(self) -> None:
+        """Roll back what was not committed and give the connection back to the pool."""
+        pooled, connection = self._pooled, self._connection
         try:
             if self._session is not None:
-                await self._session.close()
+                await self._session.close()  # rolls the transaction back if it is still open
             if self._sqlite is not None:
                 if self._sqlite.in_transaction:
                     self._sqlite.rollback()
                 self._sqlite.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            if self._connection is not None:
-                await self._connection.close()  # rolls back what was not committed
+            if self._postgres is not None and pooled is not None:
+                adapter: Any = pooled.dbapi_connection
+                if adapter is not None and adapter._transaction is self._postgres:
+                    adapter._transaction = None
+                    try:
+                        await self._postgres.rollback()
+                    except Exception:  # the connection died: it must not be used again
+                        await greenlet_spawn(pooled.invalidate)
+            if connection is not None:
+                await connection.close()  # gives the pooled connection back
+            elif pooled is not None:
+                await greenlet_spawn(pooled.close)
         finally:
-            self._session = self._connection = self._sqlite = None
+            self._session = self._connection = self._sqlite = self._postgres = None
+            self._pooled = None
             if self._locked:
                 self._locked = False
-                serial = self._owner.serial
-                assert serial is not None
-                serial.release()
+                gate = self._owner.gate
+                assert gate is not None
+                gate.release()
 
     @property
     def session(self) -> AsyncSession:
         """An ORM session in this transaction (it flushes; :meth:`commit` commits)."""
         if self._session is None:
-            assert self._connection is not None, "the transaction is closed"
+            assert self._pooled is not None, "the transaction is closed"
+            engine = self._owner.engine
+            connection = Connection(engine.sync_engine, connection=self._pooled)
+            self._connection = AsyncConnection(engine, connection)
             self._session = AsyncSession(bind=self._connection, expire_on_commit=False)
         return self._session
 
@@ -340,8 +373,10 @@ class MessageTransaction:
         if self._sqlite is not None:
             self._sqlite.commit()
             return
-        assert self._connection is not None
-        await self._connection.commit()
+        assert self._postgres is not None and self._pooled is not None
+        await self._postgres.commit()
+        adapter: Any = self._pooled.dbapi_connection
+        adapter._transaction = None
 
 
 async def _begin_immediate(connection: sqlite3.Connection) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
@@ -239,5 +239,80 @@ async def test_a_question_is_answered_without_an_orm_session(
         outcome = await app.handle(_message("Ai ký Kết luận 185?", update="q1"), buttons=True)
         assert "Trần Cẩm Tú" in outcome.replies[0].text
         assert outcome.route == "qa"
+    finally:
+        await engine.dispose()
+
+
+async def test_postgresql_message_transactions_stay_within_the_kept_connections(
+    postgres_database: str, knowledge: Knowledge
+) -> None:
+    """A burst of messages never opens more connections than the pool keeps: the message
+    transactions beyond its size minus two wait for a turn (opening and closing overflow
+    connections all the time was most of PostgreSQL's extra cost per message)."""
+    engine = create_engine(postgres_database)
+    try:
+        app = make_app(knowledge, engine)
+        slots = app.transactions.slots
+        assert slots is not None and app.transactions.serial is None
+        opened: list[object] = []
+        event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
+        held = [app.transactions() for _ in range(engine.pool.size() - 2)]  # type: ignore[attr-defined]
+        for tx in held:
+            await tx.__aenter__()
+        waiting = asyncio.create_task(
+            app.handle(_message("Ai ký Kết luận 185?", update="s1"), buttons=True)
+        )
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        for tx in held:
+            await tx.__aexit__(None, None, None)
+        outcome = await waiting
+        assert "Trần Cẩm Tú" in outcome.replies[0].text
+        burst = [_message("Ai ký Kết luận 185?", update=f"b{i}", user=f"b{i}") for i in range(60)]
+        outcomes = await asyncio.gather(*(app.handle(m, buttons=True) for m in burst))
+        assert all(o.route == "qa" for o in outcomes)
+        await app.flush_confirmations()
+        assert 0 < len(opened) <= engine.pool.size()  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
+    sqlite_url: str, knowledge: Knowledge
+) -> None:
+    """Another connection of this process writes and awaits before committing (as the
+    scheduler's sessions do): the message waits for it asynchronously — the event loop keeps
+    running, so that writer can finish — instead of sleeping in SQLite's busy handler inside
+    the loop (which would stall both for the 30 s busy timeout)."""
+    engine = create_engine(sqlite_url)
+    try:
+        app = make_app(knowledge, engine)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        running = asyncio.create_task(ticker())
+        async with engine.begin() as other:  # holds SQLite's write lock until the block ends
+            await other.execute(
+                text(
+                    "INSERT INTO unit (code, name, level, path, depth, search_key, created_at, "
+                    "updated_at) VALUES ('W', 'Ghi', 'xa', '7', 0, '', '2025-01-01', "
+                    "'2025-01-01')"
+                )
+            )
+            message = asyncio.create_task(
+                app.handle(_message("Ai ký Kết luận 185?", update="w1"), buttons=True)
+            )
+            await asyncio.sleep(0.3)
+            assert not message.done()  # waiting for the write lock...
+            assert ticks >= 20  # ...without holding up the loop
+        outcome = await asyncio.wait_for(message, 5)
+        running.cancel()
+        assert "Trần Cẩm Tú" in outcome.replies[0].text
+        assert [r.update_key for r in await _all(engine, MessageLog)] == ["w1"]
     finally:
         await engine.dispose()

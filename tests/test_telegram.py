@@ -3,6 +3,7 @@ callback data size, escaping, splitting, media and Bot API errors."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -125,3 +126,56 @@ async def test_unsupported_set_my_commands_is_logged_not_fatal(
         await telegram.channel.prepare()
     assert telegram.channel.username == "troly_test_bot"
     assert "setMyCommands is not available" in caplog.text
+
+
+async def test_requests_go_as_json_and_files_as_a_form(unused_tcp_port: int) -> None:
+    """JsonSession: a reply is a JSON body, its Vietnamese text as UTF-8 (no percent
+    escapes) and its keyboard an object; a picture still goes as a multipart form. Errors
+    come back as aiogram's exceptions."""
+    from aiogram import Bot
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.exceptions import TelegramRetryAfter
+    from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+    from aiohttp import web
+
+    from bot.channels.telegram import JsonSession
+
+    seen: list[tuple[str, str, bytes]] = []
+
+    async def method(request: web.Request) -> web.Response:
+        seen.append((request.match_info["method"], request.content_type, await request.read()))
+        if len(seen) == 3:
+            error = {"ok": False, "error_code": 429, "description": "Too Many Requests"}
+            return web.json_response({**error, "parameters": {"retry_after": 3}}, status=429)
+        chat = {"id": 7, "type": "private"}
+        return web.json_response(
+            {"ok": True, "result": {"message_id": 1, "date": 0, "chat": chat, "text": "ok"}}
+        )
+
+    server = web.Application()
+    server.router.add_post("/bot{token}/{method}", method)
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    base = f"http://127.0.0.1:{unused_tcp_port}"
+    bot = Bot("123:ABC", session=JsonSession(api=TelegramAPIServer.from_base(base)))
+    try:
+        markup = InlineKeyboardMarkup(
+            inline_keyboard=[[InlineKeyboardButton(text="Có", callback_data="y")]]
+        )
+        await bot.send_message(chat_id=7, text="Đại hội cấp xã", reply_markup=markup)
+        photo = BufferedInputFile(b"\x89PNG...", filename="a.png")
+        await bot.send_photo(chat_id=7, photo=photo, caption="Biểu đồ")
+        with pytest.raises(TelegramRetryAfter) as raised:
+            await bot.send_message(chat_id=7, text="lại")
+        assert raised.value.retry_after == 3
+    finally:
+        await bot.session.close()
+        await runner.cleanup()
+    (name, kind, body), (photo_name, photo_kind, _), _ = seen
+    assert (name, kind) == ("sendMessage", "application/json")
+    assert "Đại hội cấp xã".encode() in body
+    sent = json.loads(body)
+    assert sent["chat_id"] == 7 and sent["text"] == "Đại hội cấp xã"
+    assert sent["reply_markup"] == {"inline_keyboard": [[{"text": "Có", "callback_data": "y"}]]}
+    assert (photo_name, photo_kind) == ("sendPhoto", "multipart/form-data")

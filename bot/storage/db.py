@@ -54,6 +54,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 IDLE_PING_SECONDS = 10.0  # a pooled connection unused this long is pinged before use
+# PostgreSQL connections a process keeps open, and how many more it may open for a burst
+# (closed again when returned). A new connection costs a TCP and TLS handshake and a server
+# process; bursts of messages are kept within the kept ones (bot.message_tx).
+POOL_SIZE, POOL_OVERFLOW = 10, 10
 
 
 def _check_liveness(engine: Engine) -> None:
@@ -96,6 +100,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     engine = create_async_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _check_liveness(engine.sync_engine)

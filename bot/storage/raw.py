@@ -3,7 +3,7 @@
 The message path runs a handful of fixed statements per message. Through SQLAlchemy's
 execution layer each costs about as much CPU as the database takes to run it; compiled once
 here (SQL text, parameter order, the column types' own conversions) and run on the
-connection of an open :class:`~sqlalchemy.ext.asyncio.AsyncConnection`, they cost what the
+connection the pool hands out (bot.message_tx), they cost what the
 driver costs, in the same transaction as anything else done on that connection. Values are
 stored exactly as SQLAlchemy stores them: the types' bind and result processors are used.
 """
@@ -14,10 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 
-__all__ = ["RawStatement", "begin_on_driver", "driver_connection"]
+__all__ = ["RawStatement"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -75,24 +74,3 @@ class RawStatement:
             )
             for row in rows
         ]
-
-
-async def driver_connection(connection: AsyncConnection) -> tuple[Any, Any]:
-    """(SQLAlchemy's adapter of the DBAPI connection, the driver's connection: asyncpg's or
-    aiosqlite's) under ``connection``."""
-    pooled = await connection.get_raw_connection()
-    adapter = pooled.dbapi_connection
-    return adapter, adapter.driver_connection  # type: ignore[union-attr]
-
-
-async def begin_on_driver(connection: AsyncConnection, adapter: Any) -> None:
-    """Make sure the database transaction of ``connection`` has begun before statements are
-    run on its driver connection: SQLAlchemy's asyncpg adapter begins lazily, at the first
-    statement it runs itself. (SQLite's driver begins by itself before the first write.)"""
-    if connection.dialect.name != "postgresql" or adapter._transaction is not None:
-        return
-    start = getattr(adapter, "_start_transaction", None)
-    if start is not None:
-        await start()
-    else:  # pragma: no cover - another SQLAlchemy version: let it begin the usual way
-        await connection.exec_driver_sql("SELECT 1")

@@ -47,6 +47,24 @@ ANSWERS = {
 }
 
 
+async def request_fields(request: web.Request) -> dict[str, Any]:
+    """A Bot API request's fields as Telegram reads them: a url-encoded or multipart form,
+    or a JSON body (nested objects as the JSON text a form field would carry)."""
+    if not request.can_read_body:
+        return {}
+    if request.content_type == "application/json":
+        body = await request.json()
+        return {
+            key: value
+            if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False)
+            if isinstance(value, dict | list)
+            else value
+            for key, value in body.items()
+        }
+    return dict(await request.post())
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     t: float  # time.monotonic() when it arrived
@@ -174,7 +192,7 @@ class FakeBotAPI:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
-        form: dict[str, Any] = dict(await request.post()) if request.can_read_body else {}
+        form = await request_fields(request)
         if method == "getMe":
             return _ok(
                 {"id": 123456789, "is_bot": True, "first_name": "Fake", "username": "fake_bot"}
