@@ -100,7 +100,6 @@ class App:
         channels: Collection[str] = (),
     ) -> None:
         self.knowledge = knowledge
-        self.sessions = sessions
         self.transactions = MessageTransactions(sessions.kw["bind"])
         self.zone = zone
         self.flood_limit = flood_limit
