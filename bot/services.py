@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import App
@@ -85,9 +86,17 @@ async def build_services(
     sessions = make_session_factory(engine)
     schedule = LiveSchedule(settings)
     try:
+        try:
+            async with sessions() as session:
+                await sync_task_definitions(session, knowledge, settings.tasks_dir)
+                await session.commit()
+        except IntegrityError:
+            # Another process starting at the same moment wrote the same definitions
+            # first (two workers of a fresh database): compare again with what it wrote.
+            async with sessions() as session:
+                await sync_task_definitions(session, knowledge, settings.tasks_dir)
+                await session.commit()
         async with sessions() as session:
-            await sync_task_definitions(session, knowledge, settings.tasks_dir)
-            await session.commit()
             await schedule.refresh(session)
     except BaseException:
         await engine.dispose()
