@@ -416,7 +416,7 @@ async def _broadcast_done(db_url: str) -> bool:
         await engine.dispose()
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU of a live process (Linux /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -503,7 +503,7 @@ async def run_load(
                         else:
                             await generator.asker(chat, texts)
 
-                cpu_before = {w.name: _cpu_seconds(w.pid) for w in pool}
+                cpu_before = {w.name: cpu_seconds(w.pid) for w in pool}
                 start = time.monotonic()
                 people_tasks = [asyncio.create_task(person(*script)) for script in scripts]
                 killed_leader: float | None = None
@@ -523,9 +523,7 @@ async def run_load(
                 await asyncio.gather(*people_tasks)
                 result.seconds = time.monotonic() - start
                 # CPU of the workers during the load (a killed worker's is not known)
-                result.cpu_s = sum(
-                    _cpu_seconds(w.pid) - cpu_before[w.name] for w in pool if w.alive
-                )
+                result.cpu_s = sum(cpu_seconds(w.pid) - cpu_before[w.name] for w in pool if w.alive)
                 deadline = time.monotonic() + 120
                 while not await _broadcast_done(db_url) and time.monotonic() < deadline:
                     await asyncio.sleep(0.5)

@@ -131,8 +131,9 @@ class TelegramEmulator:
         return [c for c in calls if method is None or c["method"] == method]
 
     async def call_counts(self, token: str) -> Json:
-        """Calls per method and the number of chats the bot sent a message to:
-        {"methods": {method: n}, "chats": n} (cheap enough to poll while the bot works)."""
+        """Calls per method, the number of chats the bot sent a message to and of its
+        getUpdates calls: {"methods": {method: n}, "chats": n, "polls": n} (cheap enough to
+        poll while the bot works)."""
         result: Json = await self.request("/_emulator/counts", {"token": token})
         return result
 

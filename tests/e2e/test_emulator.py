@@ -612,6 +612,23 @@ async def test_bot_messages_are_read_per_chat(bot: Bot, emulator: TelegramEmulat
     assert len(await an_group.wait_for_bot_messages(min_count=2)) == 2
 
 
+async def test_counts_tell_methods_chats_and_polls_apart(
+    bot: Bot, emulator: TelegramEmulator
+) -> None:
+    assert await emulator.call_counts(TOKEN) == {"methods": {}, "chats": 0, "polls": 0}
+    await bot.get_me()
+    await bot.get_updates(timeout=0)
+    await bot.get_updates(timeout=0)
+    await bot.send_message(OFFICIAL, "một")
+    await bot.send_message(OFFICIAL, "hai")
+    await bot.send_message(GROUP, "ba")
+
+    counts = await emulator.call_counts(TOKEN)
+    # getUpdates is counted apart (the benchmark waits for a bot's first poll on it)
+    assert counts == {"methods": {"getMe": 1, "sendMessage": 3}, "chats": 2, "polls": 2}
+    assert (await emulator.call_counts(OTHER_TOKEN))["polls"] == 0
+
+
 async def test_a_private_chat_belongs_to_its_user(emulator: TelegramEmulator) -> None:
     impostor = emulator.client(TOKEN, user_id=STRANGER, chat_id=OFFICIAL)
     with pytest.raises(EmulatorError) as refused:

@@ -49,7 +49,8 @@
 //   /getUpdatesHistory {token}  the package's: bot messages carry apiMessage (current state)
 //   /_emulator/calls {token}    every Bot API call the bot made except getUpdates:
 //                               [{method, params, time}]
-//   /_emulator/counts {token}   calls per method, chats sent a message: {methods, chats}
+//   /_emulator/counts {token}   calls per method, chats sent a message, getUpdates calls:
+//                               {methods, chats, polls}
 //   /_emulator/commands {token} every command list set: [{scope, language_code, commands}]
 //   /_emulator/menu {token, chat_id, user_id?, chat_type?, language_code?, is_admin?}
 //                 the menu that user sees in that chat, by Telegram's documented order (private
@@ -85,6 +86,7 @@ const MEDIA_METHODS = {
 const TRUE_METHODS = ['answerCallbackQuery'];
 
 const calls = new Map(); // token -> [{method, params, time}]
+const polls = new Map(); // token -> how many getUpdates calls (not kept in calls)
 let fileCounter = 0;
 let stopping = false;
 
@@ -451,8 +453,8 @@ app.use(multipart);
 
 app.post('/_emulator/calls', (req, res) => ok(res, calls.get(req.body.token) || []));
 
-// How many calls of each method the bot made, and how many chats it sent a message to (cheap
-// to poll while it works): {methods: {method: n}, chats: n}.
+// How many calls of each method the bot made, how many chats it sent a message to and how
+// many times it called getUpdates (cheap to poll while it works): {methods, chats, polls}.
 app.post('/_emulator/counts', (req, res) => {
   const methods = {};
   const chats = new Set();
@@ -460,7 +462,7 @@ app.post('/_emulator/counts', (req, res) => {
     methods[call.method] = (methods[call.method] || 0) + 1;
     if (call.method === 'sendMessage') chats.add(String(call.params.chat_id));
   }
-  ok(res, { methods, chats: chats.size });
+  ok(res, { methods, chats: chats.size, polls: polls.get(req.body.token) || 0 });
 });
 
 // Every command list the bot set: [{scope, language_code, commands}], oldest first.
@@ -571,7 +573,9 @@ app.all('/bot:token/:method', (req, res, next) => {
   req.raw = { ...req.query, ...req.body }; // as sent: what parseParams decoded, undecoded
   req.tg = { ...parseParams(req.raw), ...(req.files || {}) };
   const { token, method } = req.params;
-  if (method !== 'getUpdates') {
+  if (method === 'getUpdates') {
+    polls.set(token, (polls.get(token) || 0) + 1);
+  } else {
     if (!calls.has(token)) calls.set(token, []);
     calls.get(token).push({ method, params: req.tg, time: Date.now() });
   }
