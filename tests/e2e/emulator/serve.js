@@ -754,7 +754,13 @@ if (exitOnStdinClose) {
 }
 
 server.start().then(
-  () => process.stdout.write(`READY ${server.server.address().port}\n`),
+  () => {
+    // Keep idle connections longer than the Python clients do (aiohttp: 15 s): with Node's
+    // 5 s, a client could send on a connection the server was closing (Server disconnected).
+    server.server.keepAliveTimeout = 60_000;
+    server.server.headersTimeout = 61_000;
+    process.stdout.write(`READY ${server.server.address().port}\n`);
+  },
   (err) => {
     process.stderr.write(`emulator: cannot listen on 127.0.0.1:${port}: ${err.message}\n`);
     process.exit(1);
