@@ -35,7 +35,14 @@ log = logging.getLogger(__name__)
 # Standbys try an election this often: a standby takes over within this plus the takeover
 # delay (about 5 s) of the active process's death.
 ELECTION_RETRY_SECONDS = 2.0
-DEFAULT_GC_THRESHOLDS = (700, 10, 10)  # CPython's; bot/__main__ raises them during start-up
+# The collector's thresholds once serving (CPython's are 700, 10, 10; bot/__main__ raises
+# them during start-up). With CPython's, a burst of messages (each one's objects alive
+# until it is answered) ran a collection every 700 allocations and moved enough of them to
+# the oldest generation for a full scan every few hundred messages (0.2 s each): 0.45 ms of
+# collection a message, and a PostgreSQL process answered 191-200 messages/s against the
+# emulator where it answers 238-282 with these (`make bench throughput`, same runs).
+# Cycles are still collected, later.
+SERVING_GC_THRESHOLDS = (5_000, 20, 10)
 
 HOW_TO_CONFIGURE = """\
 Chưa cấu hình Telegram hay Zalo nên trợ lý chạy ngay trong cửa sổ dòng lệnh này.
@@ -60,10 +67,11 @@ def run_event_loop(coro: Coroutine[Any, Any, T]) -> T:
 def freeze_startup_heap() -> None:
     """Keep what start-up built (imported modules, the knowledge base and its index: some
     270,000 objects) out of the garbage collector's scans for the life of the process. At
-    high push rates those scans were a tenth of the sender's CPU (``make bench``)."""
+    high push rates those scans were a tenth of the sender's CPU (``make bench``); then
+    collect less often (:data:`SERVING_GC_THRESHOLDS`)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
 
 
 async def run_terminal(settings: Settings, knowledge: Knowledge) -> None:

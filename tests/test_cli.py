@@ -4,17 +4,19 @@ with no configuration (the terminal chat)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.runner import run_event_loop
+from bot.runner import SERVING_GC_THRESHOLDS, freeze_startup_heap, run_event_loop
 from knowledge import default_knowledge_dir
 from tests.conftest import ROOT
 
@@ -200,6 +202,26 @@ def test_the_assistant_runs_on_uvloop() -> None:
         return type(asyncio.get_running_loop()).__module__
 
     assert run_event_loop(loop_class()).startswith("uvloop")
+
+
+def test_once_started_the_heap_is_frozen_and_new_cycles_are_still_collected() -> None:
+    class Node:
+        other: Node | None = None
+
+    before = gc.get_threshold()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == SERVING_GC_THRESHOLDS
+        first, second = Node(), Node()
+        first.other, second.other = second, first  # a cycle: reference counting cannot free it
+        gone = weakref.ref(first)
+        del first, second
+        keep = [[index] for index in range(3 * SERVING_GC_THRESHOLDS[0])]  # allocations
+        assert gone() is None and len(keep) > 0  # a young collection ran and freed the cycle
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_run_refuses_an_unmigrated_database() -> None:
