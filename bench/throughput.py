@@ -5,8 +5,8 @@ Each run starts the process, waits until it polls and its start-up work is done 
 quiet for half a second), then has ``MESSAGES`` people send one text message each
 (questions officials ask, the clean ones, in turn: 92 different ones, so most are answered
 from the answer cache, ``knowledge.AnswerCache``) and times until every one of them has had
-a reply. getUpdates hands out at most 100 updates at a time, as
-Telegram does. Two fake Bot APIs, each measured in its own rounds:
+a reply. getUpdates hands out at most 100 updates at a time, as Telegram does. Two fake Bot
+APIs, each measured in its own rounds:
 
 * the project's Telegram Bot API emulator (tests/e2e/emulator: Node.js, telegram-test-api),
   the one the end-to-end tests use; the people write through its client API;

@@ -40,7 +40,8 @@ ELECTION_RETRY_SECONDS = 2.0
 # until it is answered) ran a collection every 700 allocations and moved enough of them to
 # the oldest generation for a full scan every few hundred messages (0.2 s each): 0.45 ms of
 # collection a message, and a PostgreSQL process answered 191-200 messages/s against the
-# emulator where it answers 238-282 with these (`make bench throughput`, same runs).
+# emulator where it answers 238-282 with these (the `make bench throughput` emulator
+# harness, runs side by side).
 # Cycles are still collected, later.
 SERVING_GC_THRESHOLDS = (5_000, 20, 10)
 

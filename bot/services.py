@@ -86,16 +86,18 @@ async def build_services(
     sessions = make_session_factory(engine)
     schedule = LiveSchedule(settings)
     try:
-        try:
+
+        async def sync_definitions() -> None:
             async with sessions() as session:
                 await sync_task_definitions(session, knowledge, settings.tasks_dir)
                 await session.commit()
+
+        try:
+            await sync_definitions()
         except IntegrityError:
             # Another process starting at the same moment wrote the same definitions
             # first (two workers of a fresh database): compare again with what it wrote.
-            async with sessions() as session:
-                await sync_task_definitions(session, knowledge, settings.tasks_dir)
-                await session.commit()
+            await sync_definitions()
         async with sessions() as session:
             await schedule.refresh(session)
     except BaseException:
